@@ -1,0 +1,111 @@
+"""The registry of paging modes: one name per mode, built from control-register settings.
+
+Each mode module follows its manual (Intel SDM vol. 3A ch. 4, Arm ARM D8, RISC-V privileged
+spec); this module only maps the CLI's names to configured :class:`PagingMode` objects.
+"""
+
+from __future__ import annotations
+
+from pagewalk.errors import ConfigError
+from pagewalk.formats.aarch64 import MAIR_DEFAULT, TCR_DEFAULT, AArch64Mode
+from pagewalk.formats.base import (
+    ALL_PERMS,
+    Entry,
+    EntryKind,
+    Field,
+    GiB,
+    Half,
+    KiB,
+    Level,
+    MemType,
+    MiB,
+    PagingMode,
+    Perm,
+    PhysAddr,
+    TiB,
+    VirtAddr,
+)
+from pagewalk.formats.riscv import RiscVMode
+from pagewalk.formats.x86 import CR0_PG, CR0_WP, EFER_LME, EFER_NXE, PAT_RESET, X86Mode
+
+#: every mode name, in the order help text lists them
+MODE_NAMES = ("x86", "pae", "x86_64", "la57", "aarch64", "sv32", "sv39", "sv48", "sv57")
+
+#: the x86 defaults of the CLI: CR0.WP=1, CR4.PSE=1, EFER.NXE=1
+X86_CR0_DEFAULT = CR0_PG | CR0_WP | 1
+
+
+def make_mode(
+    name: str,
+    *,
+    cr0: int | None = None,
+    cr4: int | None = None,
+    efer: int | None = None,
+    maxphyaddr: int | None = None,
+    pat: int | None = None,
+    pdpe1gb: bool = True,
+    tcr: int | None = None,
+    mair: int | None = None,
+    svpbmt: bool = False,
+) -> PagingMode:
+    """Build a configured mode by name.
+
+    Options that do not apply to the chosen mode are refused, so a typo in a script (a TCR for
+    an x86 image, say) is reported instead of silently ignored.
+
+    Raises:
+        ConfigError: for an unknown name or an option the mode does not take.
+    """
+    name = name.lower().replace("-", "_")
+    x86_opts = {"cr0": cr0, "cr4": cr4, "efer": efer, "maxphyaddr": maxphyaddr, "pat": pat}
+    arm_opts = {"tcr": tcr, "mair": mair}
+    if name in ("x86", "pae", "x86_64", "la57"):
+        _refuse(name, arm_opts)
+        return X86Mode(
+            name,
+            cr0=X86_CR0_DEFAULT if cr0 is None else cr0,
+            cr4=cr4,
+            efer=(EFER_NXE | EFER_LME) if efer is None else efer,
+            maxphyaddr=52 if maxphyaddr is None else maxphyaddr,
+            pdpe1gb=pdpe1gb,
+            pat=PAT_RESET if pat is None else pat,
+        )
+    if name == "aarch64":
+        _refuse(name, x86_opts)
+        return AArch64Mode(
+            tcr=TCR_DEFAULT if tcr is None else tcr, mair=MAIR_DEFAULT if mair is None else mair
+        )
+    if name in ("sv32", "sv39", "sv48", "sv57"):
+        _refuse(name, {**x86_opts, **arm_opts})
+        return RiscVMode(name, svpbmt=svpbmt)
+    raise ConfigError(f"unknown paging mode {name!r} (known: {', '.join(MODE_NAMES)})")
+
+
+def _refuse(name: str, opts: dict[str, int | None]) -> None:
+    given = [k for k, v in opts.items() if v is not None]
+    if given:
+        raise ConfigError(f"mode {name} does not take {', '.join('--' + g for g in given)}")
+
+
+__all__ = [
+    "ALL_PERMS",
+    "MODE_NAMES",
+    "AArch64Mode",
+    "Entry",
+    "EntryKind",
+    "Field",
+    "GiB",
+    "Half",
+    "KiB",
+    "Level",
+    "MemType",
+    "MiB",
+    "PagingMode",
+    "Perm",
+    "PhysAddr",
+    "RiscVMode",
+    "TiB",
+    "VirtAddr",
+    "X86Mode",
+    "make_mode",
+]
