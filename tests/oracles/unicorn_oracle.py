@@ -26,10 +26,11 @@ How the answers are obtained (details and measured speed: docs/oracles.md):
   the error-code offset inside a saved ``uc_context`` is found once per
   process by self-calibration against faults with known codes.
 * AArch64 faults: data accesses run a real ``AT S1E{0,1}{R,W}`` and decode
-  PAR_EL1.FST; instruction fetches run a real ``BR`` (EL1 or EL0) and read the
-  instruction-abort syndrome (ESR value) from the saved context at a
-  self-calibrated offset.  Code lives in the *other* TTBR half, which the
-  oracle temporarily points at a private table.
+  PAR_EL1.FST.  For instruction fetches ``uc_vmem_translate`` (EXEC, at EL1 or
+  EL0) decides; on failure, walk faults come from AT, else it is a
+  permission fault whose level comes from any AT permission fault on the same
+  leaf (``None`` if none).  The AT code lives in the *other* TTBR half, which
+  the oracle temporarily points at a private table.
 * RISC-V faults: the probe gives no cause, so the cause is the page-fault
   cause fixed by the access kind (12/13/15) and stval is the VA.
 """
@@ -37,17 +38,20 @@ How the answers are obtained (details and measured speed: docs/oracles.md):
 from __future__ import annotations
 
 import ctypes
+import importlib
 import mmap
 import struct
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
-import unicorn as uc_mod
-from unicorn import arm64_const as a64c
-from unicorn import riscv_const as rvc
-from unicorn import unicorn_const as ucc
-from unicorn import x86_const as x86c
-from unicorn.unicorn_py3.unicorn import uclib as _uclib
+# Unicorn's Python binding is only partly typed: treat it as Any throughout.
+uc_mod: Any = importlib.import_module("unicorn")
+a64c: Any = importlib.import_module("unicorn.arm64_const")
+rvc: Any = importlib.import_module("unicorn.riscv_const")
+ucc: Any = importlib.import_module("unicorn.unicorn_const")
+x86c: Any = importlib.import_module("unicorn.x86_const")
+_lib: Any = importlib.import_module("unicorn.unicorn_py3.unicorn").uclib
 
 __all__ = [
     "AArch64Oracle",
@@ -63,7 +67,6 @@ __all__ = [
 PAGE = 0x1000
 _PROT = {"read": ucc.UC_PROT_READ, "write": ucc.UC_PROT_WRITE, "exec": ucc.UC_PROT_EXEC}
 
-_lib: Any = _uclib
 _lib.uc_vmem_translate.argtypes = [
     ctypes.c_void_p,
     ctypes.c_uint64,
@@ -159,14 +162,16 @@ class _Context:
         self._ctx = ctypes.c_void_p()
         if _lib.uc_context_alloc(mu._uch, ctypes.byref(self._ctx)) != ucc.UC_ERR_OK:
             raise RuntimeError("uc_context_alloc failed")
+        self._addr = int(self._ctx.value or 0)
+        weakref.finalize(self, _lib.uc_context_free, self._addr)
 
     def snapshot(self) -> bytes:
-        _lib.uc_context_save(self._mu._uch, self._ctx)
-        return ctypes.string_at(self._ctx.value, self.size)
+        _lib.uc_context_save(self._mu._uch, self._addr)
+        return ctypes.string_at(self._addr, self.size)
 
     def u32(self, offset: int) -> int:
-        _lib.uc_context_save(self._mu._uch, self._ctx)
-        return int(ctypes.c_uint32.from_address(int(self._ctx.value or 0) + offset).value)
+        _lib.uc_context_save(self._mu._uch, self._addr)
+        return int(ctypes.c_uint32.from_address(self._addr + offset).value)
 
 
 def _find_offset(samples: list[tuple[bytes, int]]) -> int | None:
@@ -208,7 +213,7 @@ _X86_MODES = {"x86", "pae", "x86_64", "la57"}
 _CR4_PSE, _CR4_PAE, _CR4_LA57 = 1 << 4, 1 << 5, 1 << 12
 _EFER_LME, _EFER_NXE = 1 << 8, 1 << 11
 _MSR_EFER = 0xC0000080
-_X86_SCRATCH = 0xF0000000  # mapped only while dropping to CPL 3, then unmapped
+_X86_SCRATCH = 0x7FFF0000  # < 2 GiB (push imm32 sign-extends); mapped only during set-up
 
 
 def _gdt_desc(code: bool, dpl: int, long_mode: bool) -> int:
@@ -272,8 +277,13 @@ def _x86_error_code_offset(model: int) -> int | None:
     struct.pack_into("<I", ram, pd + 4, 0x400000 | 0x87 | (1 << 21))  # 4M, reserved bit 21
     mem = _SharedRam(ram)
     cases = {
-        False: [(0x9000, "read", 0x0), (0x9000, "write", 0x2), (0x6000, "write", 0x3)]
-        + [(0x400000, "read", 0x9), (0x400000, "write", 0xB)],
+        False: [
+            (0x9000, "read", 0x0),
+            (0x9000, "write", 0x2),
+            (0x6000, "write", 0x3),
+            (0x400000, "read", 0x9),
+            (0x400000, "write", 0xB),
+        ],
         True: [(0x5000, "read", 0x5), (0x5000, "write", 0x7), (0x9000, "write", 0x6)],
     }
     samples: list[tuple[bytes, int]] = []
@@ -312,7 +322,7 @@ class X86Oracle(Oracle):
         self._model = cpu_model
         self._mem = _SharedRam(ram)
         if self._mem.size > _X86_SCRATCH:
-            raise ValueError("x86 oracle RAM must stay below 3.75 GiB")
+            raise ValueError("x86 oracle RAM must stay below 2 GiB - 64 KiB")
         self._engines: dict[bool, tuple[Any, _Context]] = {}
         self._err_off = _x86_error_code_offset(cpu_model)
         self._va_mask = (1 << 64) - 1 if self._long else 0xFFFFFFFF
@@ -436,8 +446,6 @@ class _A64Layout:
         self.fmt = ">Q" if big_endian else "<Q"
         self.low_l1, self.high_l1 = base + 0x1000, base + 0x4000
         self.code = base + 0x7000
-        self.calib_af_off = 0x1000  # page after each code page: AF=0
-        self.calib_none_off = 0x2000  # two pages after: invalid
 
 
 def _a64_build_private(mem: _SharedRam, lay: _A64Layout) -> None:
@@ -449,12 +457,6 @@ def _a64_build_private(mem: _SharedRam, lay: _A64Layout) -> None:
         # Code page: AP=11 (read-only EL0+EL1), AF=1, UXN=PXN=0, SH=11.
         page = lay.code | 3 | (1 << 10) | (3 << 8) | (3 << 6)
         mem.write(l3 + ((va >> 12) & 0x1FF) * 8, struct.pack(lay.fmt, page))
-        # Calibration page with AF=0 (access flag fault, level 3).
-        af = (lay.code + lay.calib_af_off) | 3 | (3 << 8) | (3 << 6)
-        mem.write(l3 + (((va + lay.calib_af_off) >> 12) & 0x1FF) * 8, struct.pack(lay.fmt, af))
-
-
-_A64_SYN_OFFSET: list[int | None] = []
 
 
 class AArch64Oracle(Oracle):
@@ -482,8 +484,7 @@ class AArch64Oracle(Oracle):
         self._sctlr = sctlr
         self._model = cpu_model
         self._intr: list[int] = []
-        self._engines: dict[bool, tuple[Any, _Context]] = {}
-        self._syn_off = self._calibrate()
+        self._engines: dict[bool, Any] = {}
 
     # -- engine set-up -------------------------------------------------------
     def _cp(self, mu: Any, reg: tuple[int, int, int, int, int], value: int) -> None:
@@ -493,7 +494,7 @@ class AArch64Oracle(Oracle):
         self._intr.append(intno)
         mu.emu_stop()
 
-    def _engine(self, el0: bool) -> tuple[Any, _Context]:
+    def _engine(self, el0: bool) -> Any:
         if el0 not in self._engines:
             mu = uc_mod.Uc(uc_mod.UC_ARCH_ARM64, uc_mod.UC_MODE_ARM)
             if self._model is not None:
@@ -514,7 +515,7 @@ class AArch64Oracle(Oracle):
                 mu.emu_start(_A64_HIGH_CODE + 5 * 4, land)
                 if (mu.reg_read(a64c.UC_ARM64_REG_PSTATE) >> 2) & 3 != 0:
                     raise RuntimeError("could not enter EL0")
-            self._engines[el0] = (mu, _Context(mu))
+            self._engines[el0] = mu
         return self._engines[el0]
 
     def _configure(self, mu: Any, va: int) -> int:
@@ -533,33 +534,9 @@ class AArch64Oracle(Oracle):
         _flush_tlb(mu)
         return code
 
-    def _calibrate(self) -> int | None:
-        """Find env->exception.syndrome in the saved context (once per process)."""
-        if _A64_SYN_OFFSET:
-            return _A64_SYN_OFFSET[0]
-        mu, ctx = self._engine(False)
-        samples: list[tuple[bytes, int]] = []
-        base = _A64_HIGH_CODE
-        for off, ifsc in ((self._lay.calib_af_off, 0x0B), (self._lay.calib_none_off, 0x07)):
-            if self._branch(mu, base + off, base) is not None:
-                _A64_SYN_OFFSET.append(None)
-                return None
-            samples.append((ctx.snapshot(), 0x86000000 | ifsc))  # EC=0x21, IL=1
-        _A64_SYN_OFFSET.append(_find_offset(samples))
-        return _A64_SYN_OFFSET[0]
-
     # -- probes ----------------------------------------------------------------
-    def _branch(self, mu: Any, va: int, code: int) -> int | None:
-        """BR to ``va``; return None if an instruction abort was taken, else the PC."""
-        self._intr.clear()
-        mu.reg_write(a64c.UC_ARM64_REG_X0, va)
-        mu.emu_start(code + 4 * 4, va, timeout=1_000_000)
-        if self._intr:
-            return None
-        return int(mu.reg_read(a64c.UC_ARM64_REG_PC))
-
     def _at(self, va: int, access: str, user: bool) -> int:
-        mu, _ = self._engine(False)
+        mu = self._engine(False)
         code = self._configure(mu, va)
         op = (2 if user else 0) + (1 if access == "write" else 0)
         mu.reg_write(a64c.UC_ARM64_REG_X0, va)
@@ -578,14 +555,26 @@ class AArch64Oracle(Oracle):
             if par & 1:
                 return self._fault((par >> 1) & 0x3F)
             return OracleResult(pa=(par & 0x000F_FFFF_FFFF_F000) | (va & 0xFFF))
-        mu, ctx = self._engine(user)
-        code = self._configure(mu, va)
+        mu = self._engine(user)
+        self._configure(mu, va)
         pa = _vmem_translate(mu, va, "exec")
         if pa is not None:
             return OracleResult(pa=pa)
-        if self._branch(mu, va, code) is not None or self._syn_off is None:
-            return OracleResult(pa=None, fault="unknown")
-        return self._fault(ctx.u32(self._syn_off) & 0x3F)
+        # Walk faults do not depend on the access kind (Arm ARM D8): take them
+        # from a real AT.  Otherwise the fetch failed on permissions; any AT
+        # permission fault on the same leaf descriptor reveals its level.
+        level = None
+        for probe_access, probe_user in (("read", user), ("read", not user), ("write", user)):
+            par = self._at(va, probe_access, probe_user)
+            if par & 1:
+                fsc = (par >> 1) & 0x3F
+                kind, lvl = _decode_fsc(fsc)
+                if kind != "permission":
+                    return self._fault(fsc)
+                level = lvl
+                break
+        fsc = 0x0C | (level if level is not None else 0)
+        return OracleResult(pa=None, fault="permission", level=level, fsc=fsc)
 
 
 def aarch64_oracle(

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from pagewalk.errors import ConfigError, EntryFormatError, MisalignedAddressError, hx
 from pagewalk.formats.base import (
     ALL_PERMS,
+    BoolArray,
     Entry,
     EntryKind,
     Field,
@@ -26,6 +29,7 @@ from pagewalk.formats.base import (
     MemType,
     PagingMode,
     Perm,
+    U64Array,
 )
 
 VALID = 1 << 0
@@ -371,7 +375,19 @@ class AArch64Mode(PagingMode):
         return attrs | new_pa | (TYPE if new_level.number == 3 else 0)
 
     def perm_mask(self, level: Level) -> int:
-        return AP1 | AP2 | NG | UXN | PXN | (7 << 2) | (3 << 8)
+        return AP1 | AP2 | NG | UXN | PXN
+
+    def memtype_mask(self, level: Level) -> int:
+        return (7 << 2) | (3 << 8)
+
+    def np_is_leaf(self, raws: U64Array, level: Level) -> BoolArray:
+        if level.number == 3:
+            return np.ones(raws.shape, dtype=np.bool_)
+        return np.asarray((raws & np.uint64(TYPE)) == 0, dtype=np.bool_)
+
+    def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
+        low = level.leaf_size if leaf else 1 << self._granule_of(level)
+        return raws & np.uint64(((1 << 48) - 1) & ~(low - 1))
 
     def _attr_index(self, memtype: MemType) -> int:
         wanted = _WANTED_MAIR[memtype]

@@ -21,6 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
+import numpy as np
+import numpy.typing as npt
+
+U64Array = npt.NDArray[np.uint64]
+BoolArray = npt.NDArray[np.bool_]
+
 VirtAddr = NewType("VirtAddr", int)
 PhysAddr = NewType("PhysAddr", int)
 
@@ -278,7 +284,19 @@ class PagingMode(ABC):
 
     @abstractmethod
     def perm_mask(self, level: Level) -> int:
-        """The bits of a leaf at ``level`` that ``encode_leaf``'s perm and memtype decide."""
+        """The bits of a leaf at ``level`` that ``encode_leaf``'s ``perm`` decides."""
+
+    @abstractmethod
+    def memtype_mask(self, level: Level) -> int:
+        """The bits of a leaf at ``level`` that ``encode_leaf``'s ``memtype`` decides."""
+
+    @abstractmethod
+    def np_is_leaf(self, raws: U64Array, level: Level) -> BoolArray:
+        """For valid entries ``raws`` at ``level``: which are leaves (vectorised)."""
+
+    @abstractmethod
+    def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
+        """Output (leaf) or next-table (not leaf) addresses of ``raws`` (vectorised)."""
 
     def effective(self, path: Sequence[Entry]) -> Perm:
         """Portable effective permission over a walk's entries (root first).

@@ -11,9 +11,12 @@ sign-extend its top bit. Every fault is a page fault (load, store/AMO or instruc
 
 from __future__ import annotations
 
+import numpy as np
+
 from pagewalk.errors import ConfigError, EntryFormatError, MisalignedAddressError, hx
 from pagewalk.formats.base import (
     ALL_PERMS,
+    BoolArray,
     Entry,
     EntryKind,
     Field,
@@ -23,6 +26,7 @@ from pagewalk.formats.base import (
     MiB,
     PagingMode,
     Perm,
+    U64Array,
 )
 
 V = 1 << 0
@@ -60,8 +64,11 @@ class RiscVMode(PagingMode):
         if variant == "sv32":
             self.entry_size = 4
             self.pa_bits = 34
-            levels = (Level(1, 1, "VPN[1]", 22, 10, 4 * MiB), Level(0, 0, "VPN[0]", 12, 10, 4096))
-            self._halves = (Half(0, "satp", levels, 0, 1 << 32, 4096),)
+            levels: tuple[Level, ...] = (
+                Level(1, 1, "VPN[1]", 22, 10, 4 * MiB),
+                Level(0, 0, "VPN[0]", 12, 10, 4096),
+            )
+            self._halves: tuple[Half, ...] = (Half(0, "satp", levels, 0, 1 << 32, 4096),)
             self._ppn_mask = (1 << 22) - 1
             self._reserved = 0
         else:
@@ -191,7 +198,16 @@ class RiscVMode(PagingMode):
         return (raw & ~(self._ppn_mask << 10)) | ((new_pa >> 12) << 10)
 
     def perm_mask(self, level: Level) -> int:
-        return R | W | X | U | G | D | ((3 << 61) if self.svpbmt else 0)
+        return R | W | X | U | G | D
+
+    def memtype_mask(self, level: Level) -> int:
+        return (3 << 61) if self.svpbmt else 0
+
+    def np_is_leaf(self, raws: U64Array, level: Level) -> BoolArray:
+        return np.asarray((raws & np.uint64(R | X)) != 0, dtype=np.bool_)
+
+    def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
+        return ((raws >> np.uint64(10)) & np.uint64(self._ppn_mask)) << np.uint64(12)
 
     def satp(self, root_pa: int, asid: int = 0) -> int:
         """The satp value that selects this mode with ``root_pa`` and ``asid``."""

@@ -10,8 +10,11 @@ keys 62:59, bit 63 XD reserved unless IA32_EFER.NXE), §4.9 (PAT index from PAT/
 
 from __future__ import annotations
 
+import numpy as np
+
 from pagewalk.errors import ConfigError, EntryFormatError, MisalignedAddressError, hx
 from pagewalk.formats.base import (
+    BoolArray,
     Entry,
     EntryKind,
     Field,
@@ -22,6 +25,7 @@ from pagewalk.formats.base import (
     MiB,
     PagingMode,
     Perm,
+    U64Array,
 )
 
 # Entry bits (Intel SDM vol. 3A tables 4-14 to 4-20).
@@ -140,8 +144,11 @@ class X86Mode(PagingMode):
         v = self.name
         if v == "x86":
             large = 4 * MiB if self.pse else 0
-            levels = (Level(1, 2, "PD", 22, 10, large), Level(0, 1, "PT", 12, 10, 4096))
-            self._halves = (Half(0, "CR3", levels, 0, 1 << 32, 4096),)
+            levels: tuple[Level, ...] = (
+                Level(1, 2, "PD", 22, 10, large),
+                Level(0, 1, "PT", 12, 10, 4096),
+            )
+            self._halves: tuple[Half, ...] = (Half(0, "CR3", levels, 0, 1 << 32, 4096),)
             return
         if v == "pae":
             levels = (
@@ -224,9 +231,9 @@ class X86Mode(PagingMode):
             address = raw & self._addr_table
             size = 0
         perm = Perm.READ
-        if raw & RW:
+        if raw & RW or self._pdpte(depth):
             perm |= Perm.WRITE
-        if raw & US:
+        if raw & US or self._pdpte(depth):
             perm |= Perm.USER
         if not (self.nxe and raw & XD):
             perm |= Perm.EXEC
@@ -239,6 +246,10 @@ class X86Mode(PagingMode):
             )
         memtype = self._memtype(raw, depth) if leaf else None
         return Entry(kind, raw, address, size, perm, memtype)
+
+    def _pdpte(self, depth: int) -> bool:
+        """Whether entries at ``depth`` are PAE PDPTEs, which carry no R/W or U/S bit."""
+        return depth == 2 and self.name == "pae"
 
     def _reserved_reason(self, rsv: int, level: Level) -> str:
         bits = [b for b in range(64) if rsv >> b & 1]
@@ -362,8 +373,26 @@ class X86Mode(PagingMode):
         return attrs | new_pa
 
     def perm_mask(self, level: Level) -> int:
-        mask = RW | US | G | PWT | PCD | (PAT_PTE if level.depth == 0 else PAT_LARGE)
-        return mask | (XD if self.nxe else 0)
+        return RW | US | G | (XD if self.nxe else 0)
+
+    def memtype_mask(self, level: Level) -> int:
+        return PWT | PCD | (PAT_PTE if level.depth == 0 else PAT_LARGE)
+
+    def np_is_leaf(self, raws: U64Array, level: Level) -> BoolArray:
+        if level.depth == 0:
+            return np.ones(raws.shape, dtype=np.bool_)
+        if not level.leaf_size:
+            return np.zeros(raws.shape, dtype=np.bool_)
+        return np.asarray((raws & np.uint64(PS)) != 0, dtype=np.bool_)
+
+    def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
+        if not leaf:
+            return raws & np.uint64(self._addr_table)
+        out = raws & np.uint64(self._addr_leaf[level.depth])
+        if not self.wide and level.depth == 1:
+            out |= ((raws >> np.uint64(13)) & np.uint64(0xFF)) << np.uint64(32)
+            out &= np.uint64((1 << self.pa_bits) - 1)
+        return out
 
     def _pat_bits(self, memtype: MemType, large: bool) -> int:
         wanted = _WANTED_PAT[memtype]

@@ -1,0 +1,613 @@
+"""Range operations on page tables: map, unmap and protect ranges, and clone whole spaces.
+
+Each operation descends once per table (never once per page) and writes runs of entries with one
+numpy operation, following the table structures of Intel SDM vol. 3A ch. 4, Arm ARM D8 and the
+RISC-V privileged spec. Each runs twice: a *plan* pass that only reads (finding conflicts, holes,
+broken entries, and counting the table frames needed), then, after every frame is allocated, a
+*write* pass. So an operation either completes or changes nothing.
+
+Huge pages that a range only partly covers are split: the leaf is replaced by a table of leaves
+one level down with the same attributes (``PagingMode.resize_leaf``), then the range continues in
+that table. Tables left empty by an unmap are freed (when this space owns them).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pagewalk.alloc.base import FRAME_SIZE, FrameAllocator
+from pagewalk.errors import (
+    AlreadyMappedError,
+    EntryFormatError,
+    HugePageConflictError,
+    MisalignedAddressError,
+    NotMappedError,
+    OutOfMemoryError,
+    PagingError,
+    hx,
+)
+from pagewalk.flush import Flush
+from pagewalk.formats.base import EntryKind, Half, Level, MemType, PagingMode, Perm, U64Array
+from pagewalk.memory.physical import PhysicalMemory
+
+if TYPE_CHECKING:
+    from pagewalk.space import AddressSpace
+
+DEFAULT_PERM = Perm.READ | Perm.WRITE
+_ids = itertools.count(1)
+
+
+@dataclass
+class _Ctx:
+    """The state of one range operation."""
+
+    half: Half
+    op: str
+    plan: bool = True
+    perm: Perm = Perm.NONE
+    memtype: MemType | None = MemType.NORMAL
+    delta: int = 0
+    sizes: frozenset[int] = frozenset()
+    needed: int = 0
+    pool: list[int] = field(default_factory=list)
+    widened: list[tuple[int, int]] = field(default_factory=list)
+    unmapped: list[tuple[int, int, int]] = field(default_factory=list)
+    tables_freed: bool = False
+
+
+class TableEditor:
+    """The table-editing machinery under :class:`~pagewalk.space.AddressSpace`."""
+
+    mode: PagingMode
+    mem: PhysicalMemory
+    frames: FrameAllocator
+    roots: tuple[int, ...]
+    owned: set[int]
+    destroyed: bool
+    listeners: list[Callable[[Any, Flush], None]]
+
+    def _setup(self, mode: PagingMode, mem: PhysicalMemory, frames: FrameAllocator) -> None:
+        self.mode = mode
+        self.mem = mem
+        self.frames = frames
+        self.id = next(_ids)
+        self.listeners = []
+        self.destroyed = False
+        self.owned = set()
+        self._esize = mode.entry_size
+
+    # ------------------------------------------------------------------- table frames
+    @property
+    def table_bytes(self) -> int:
+        """Bytes a table frame takes: 4 KiB, or one Arm granule."""
+        return max(FRAME_SIZE, self.mode.page_size)
+
+    def _alloc_frames(self, n: int) -> list[int]:
+        """Allocate and zero ``n`` table frames, all or nothing (not yet owned)."""
+        size = self.table_bytes
+        got: list[int] = []
+        try:
+            for _ in range(n):
+                got.append(self.frames.allocate(size // FRAME_SIZE, size))
+        except OutOfMemoryError as exc:
+            for pa in got:
+                self.frames.free(pa, size // FRAME_SIZE)
+            raise OutOfMemoryError(
+                f"out of frames: needed {n} table frame(s), got {len(got)}; nothing changed ({exc})"
+            ) from None
+        for pa in got:
+            self.mem.zero(pa, size)
+        return got
+
+    def _alloc_tables(self, n: int) -> list[int]:
+        got = self._alloc_frames(n)
+        self.owned.update(got)
+        return got
+
+    def _free_table(self, pa: int) -> bool:
+        if pa not in self.owned:
+            return False
+        self.owned.discard(pa)
+        self.frames.free(pa, self.table_bytes // FRAME_SIZE)
+        return True
+
+    # ------------------------------------------------------------------------ helpers
+    def _alive(self) -> None:
+        if self.destroyed:
+            raise PagingError(f"address space {self.id} was destroyed")
+
+    def _read(self, pa: int) -> int:
+        return self.mem.read_entry(pa, self._esize)
+
+    def _write(self, pa: int, raw: int) -> None:
+        self.mem.write_entry(pa, self._esize, raw)
+
+    def _slice(self, table: int, i0: int, n: int) -> U64Array:
+        return self.mem.read_table(table + i0 * self._esize, n, self._esize)
+
+    def _notify(self, flush: Flush) -> Flush:
+        flush.space_id = self.id
+        for listener in self.listeners:
+            listener(self, flush)
+        return flush
+
+    def _check_range(self, va: int, size: int) -> Half:
+        half = self.mode.check_virtual(va)
+        step = self.mode.page_size
+        if size <= 0 or size % step or va % step:
+            raise MisalignedAddressError(
+                f"range {hx(va)}+{hx(size)} is not whole {hx(step)}-byte pages"
+            )
+        end = va + size - 1
+        if end >= 1 << 64 or self.mode.half_for(end) is not half:
+            raise MisalignedAddressError(
+                f"range {hx(va)}+{hx(size)} leaves {half.name}'s range "
+                f"{hx(half.va_start)}-{hx(half.va_end - 1)}"
+            )
+        return half
+
+    @staticmethod
+    def _table_base(half: Half) -> int:
+        """The VA of entry 0 of ``half``'s root table."""
+        top = half.levels[0]
+        return half.va_start & ~((1 << (top.shift + top.bits)) - 1)
+
+    def _broken(self, level: Level, entry_pa: int, raw: int, reason: str) -> EntryFormatError:
+        return EntryFormatError(
+            f"{level.name} entry {hx(raw)} at PA {hx(entry_pa)} is broken: {reason}"
+        )
+
+    def _retarget(self, raw: int, level: Level, old: int, new: int) -> int:
+        """A table entry ``raw`` pointing to ``new`` instead of ``old``, flags kept."""
+        zero = self.mode.encode_table(0, level, Perm.NONE)
+        old_bits = self.mode.encode_table(old, level, Perm.NONE) ^ zero
+        new_bits = self.mode.encode_table(new, level, Perm.NONE) ^ zero
+        return raw ^ old_bits ^ new_bits
+
+    def _leaf_run(
+        self, level: Level, pa0: int, n: int, make: Callable[[int], int]
+    ) -> U64Array | list[int]:
+        """``n`` leaves for ``pa0, pa0 + span, ...`` using one numpy op when linear."""
+        span = level.leaf_size
+        first = make(pa0)
+        if n == 1:
+            return [first]
+        last = make(pa0 + (n - 1) * span)
+        step = make(pa0 + span) - first
+        if step > 0 and first + (n - 1) * step == last:
+            return np.uint64(first) + np.arange(n, dtype=np.uint64) * np.uint64(step)
+        return [make(pa0 + j * span) for j in range(n)]
+
+    # -------------------------------------------------------------------- map_range
+    def map_range(
+        self,
+        va: int,
+        pa: int,
+        size: int,
+        perm: Perm = DEFAULT_PERM,
+        memtype: MemType = MemType.NORMAL,
+        *,
+        page_sizes: tuple[int, ...] | None = None,
+    ) -> Flush:
+        """Map ``[va, va + size)`` to ``[pa, pa + size)`` with the largest pages that fit.
+
+        Args:
+            page_sizes: the page sizes allowed (default: every size the mode has).
+
+        Raises:
+            AlreadyMappedError or HugePageConflictError if any part is mapped (nothing changes),
+            MisalignedAddressError, PhysicalAddressTooWideError, OutOfMemoryError.
+        """
+        self._alive()
+        half = self._check_range(va, size)
+        if pa % self.mode.page_size:
+            raise MisalignedAddressError(f"PA {hx(pa)} is not page aligned")
+        self.mode.check_physical(pa + size - 1)
+        sizes = frozenset(page_sizes or self.mode.leaf_sizes())
+        unknown = sizes - set(self.mode.leaf_sizes())
+        if unknown:
+            raise MisalignedAddressError(
+                f"mode {self.mode.name} has no page size {', '.join(hx(s) for s in unknown)}"
+            )
+        ctx = _Ctx(half, "map_range", True, perm, memtype, pa - va, sizes)
+        root, base = self.roots[half.root], self._table_base(half)
+        self._map_rec(ctx, root, 0, base, va, va + size)
+        ctx.pool = self._alloc_tables(ctx.needed)
+        ctx.plan = False
+        self._map_rec(ctx, root, 0, base, va, va + size)
+        ranges = ((va, size), *ctx.widened)
+        return self._notify(Flush("map_range", ranges, new_only=not ctx.widened))
+
+    def _map_rec(self, ctx: _Ctx, table: int | None, li: int, tbase: int, lo: int, hi: int) -> None:
+        level = ctx.half.levels[li]
+        shift, span = level.shift, level.span
+        i0, i1 = (lo - tbase) >> shift, (hi - 1 - tbase) >> shift
+        raws = self._slice(table, i0, i1 - i0 + 1) if table is not None else None
+        i = i0
+        while i <= i1:
+            e_lo = tbase + (i << shift)
+            s_lo, s_hi = max(lo, e_lo), min(hi, e_lo + span)
+            full = s_lo == e_lo and s_hi == e_lo + span
+            if full and level.leaf_size in ctx.sizes and (e_lo + ctx.delta) % span == 0:
+                k = i1 if hi >= tbase + ((i1 + 1) << shift) else i1 - 1
+                if raws is not None:
+                    hits = np.flatnonzero(raws[i - i0 : k - i0 + 1] & np.uint64(1))
+                    if hits.size:
+                        j = i + int(hits[0])
+                        self._refuse(tbase + (j << shift), level, table, j, int(raws[j - i0]))
+                if not ctx.plan and table is not None:
+                    self._write_leaves(ctx, table, level, i, k - i + 1, e_lo + ctx.delta)
+                i = k + 1
+                continue
+            if li == len(ctx.half.levels) - 1:
+                raise MisalignedAddressError(
+                    f"cannot map {hx(s_lo)}-{hx(s_hi - 1)} with page sizes "
+                    f"{', '.join(hx(s) for s in sorted(ctx.sizes))}"
+                )
+            raw = int(raws[i - i0]) if raws is not None else 0
+            child = self._map_child(ctx, table, level, i, raw, e_lo)
+            self._map_rec(ctx, child, li + 1, e_lo, s_lo, s_hi)
+            if not ctx.plan and not raw & 1 and table is not None and child is not None:
+                self._write(table + i * self._esize, self.mode.encode_table(child, level, ctx.perm))
+            i += 1
+
+    def _map_child(
+        self, ctx: _Ctx, table: int | None, level: Level, i: int, raw: int, e_lo: int
+    ) -> int | None:
+        """The child table under entry ``i`` (existing, widened, or new from the pool)."""
+        if raw & 1:
+            assert table is not None
+            entry = self.mode.decode(raw, level)
+            if entry.kind is EntryKind.LEAF:
+                self._refuse(e_lo, level, table, i, raw)
+            if entry.fault is not None:
+                raise self._broken(level, table + i * self._esize, raw, entry.reason)
+            if not ctx.plan:
+                wider = self.mode.widen_table(raw, level, ctx.perm)
+                if wider != raw:
+                    self._write(table + i * self._esize, wider)
+                    ctx.widened.append((e_lo, level.span))
+            return entry.address
+        if ctx.plan:
+            ctx.needed += 1
+            return None
+        return ctx.pool.pop()
+
+    def _refuse(self, va: int, level: Level, table: int | None, i: int, raw: int) -> None:
+        entry_pa = (table or 0) + i * self._esize
+        entry = self.mode.decode(raw, level)
+        if entry.kind is EntryKind.TABLE:
+            raise HugePageConflictError(
+                f"a {level.name} table stands at VA {hx(va)} where a {hx(level.leaf_size)}-byte "
+                f"page was asked (entry {hx(raw)} at PA {hx(entry_pa)})",
+                va=va,
+                level=level.number,
+                existing_entry=raw,
+            )
+        if entry.kind is EntryKind.LEAF and entry.size > level.leaf_size:
+            raise HugePageConflictError(
+                f"VA {hx(va)} lies in a {hx(entry.size)}-byte page at {level.name}",
+                va=va,
+                level=level.number,
+                existing_entry=raw,
+            )
+        raise AlreadyMappedError(
+            f"VA {hx(va)} is already mapped at {level.name} (entry {hx(raw)} at PA {hx(entry_pa)})",
+            va=va,
+            existing_entry=raw,
+            level=level.number,
+        )
+
+    def _write_leaves(self, ctx: _Ctx, table: int, level: Level, i: int, n: int, pa0: int) -> None:
+        memtype = ctx.memtype or MemType.NORMAL
+
+        def make(pa: int) -> int:
+            return self.mode.encode_leaf(pa, level, ctx.perm, memtype)
+
+        self.mem.write_table(
+            table + i * self._esize, self._leaf_run(level, pa0, n, make), self._esize
+        )
+
+    # ------------------------------------------------------------------- splitting
+    def _split(self, ctx: _Ctx, table: int, level: Level, i: int, raw: int) -> int:
+        """Replace the leaf ``raw`` at entry ``i`` by a table of smaller leaves; return it."""
+        child_level = ctx.half.levels[ctx.half.levels.index(level) + 1]
+        entry = self.mode.decode(raw, level)
+        child = ctx.pool.pop()
+
+        def make(pa: int) -> int:
+            return self.mode.resize_leaf(raw, level, child_level, pa)
+
+        run = self._leaf_run(child_level, entry.address, child_level.entries, make)
+        self.mem.write_table(child, run, self._esize)
+        parent = self.mode.encode_table(child, level, entry.perm | ctx.perm)
+        self._write(table + i * self._esize, parent)
+        return child
+
+    def _split_need(self, half: Half, li: int, lo: int, hi: int) -> int:
+        """Tables needed to split the leaf at level ``li`` around ``[lo, hi)``, cascading."""
+        need, child_li = 1, li + 1
+        if child_li == len(half.levels) - 1:
+            return need
+        cspan = half.levels[child_li].span
+        edges = {lo // cspan} if lo % cspan else set()
+        if hi % cspan:
+            edges.add((hi - 1) // cspan)
+        for e in edges:
+            need += self._split_need(half, child_li, max(lo, e * cspan), min(hi, (e + 1) * cspan))
+        return need
+
+    # ------------------------------------------------------------------ unmap_range
+    def unmap_range(self, va: int, size: int) -> Flush:
+        """Unmap everything in ``[va, va + size)``, splitting huge pages at the edges.
+
+        Holes are allowed. Tables left empty are freed. ``Flush.unmapped`` lists the runs.
+        """
+        self._alive()
+        half = self._check_range(va, size)
+        ctx = _Ctx(half, "unmap_range")
+        root, base = self.roots[half.root], self._table_base(half)
+        self._unmap_rec(ctx, root, 0, base, va, va + size)
+        ctx.pool = self._alloc_tables(ctx.needed)
+        ctx.plan = False
+        self._unmap_rec(ctx, root, 0, base, va, va + size)
+        for pa in ctx.pool:
+            self._free_table(pa)
+        flush = Flush("unmap_range", ((va, size),), tables_freed=ctx.tables_freed)
+        flush.unmapped = ctx.unmapped
+        return self._notify(flush)
+
+    def _unmap_rec(self, ctx: _Ctx, table: int, li: int, tbase: int, lo: int, hi: int) -> None:
+        level = ctx.half.levels[li]
+        shift, span = level.shift, level.span
+        i0, i1 = (lo - tbase) >> shift, (hi - 1 - tbase) >> shift
+        raws = self._slice(table, i0, i1 - i0 + 1)
+        valid = (raws & np.uint64(1)) != 0
+        if li == len(ctx.half.levels) - 1:
+            if not ctx.plan and valid.any():
+                self._record(ctx, level, tbase + (i0 << shift), raws, valid)
+                self.mem.write_table(
+                    table + i0 * self._esize, np.where(valid, 0, raws), self._esize
+                )
+            return
+        for j in np.flatnonzero(valid).tolist():
+            i = i0 + j
+            raw = int(raws[j])
+            e_lo = tbase + (i << shift)
+            s_lo, s_hi = max(lo, e_lo), min(hi, e_lo + span)
+            entry = self.mode.decode(raw, level)
+            if entry.fault is not None:
+                raise self._broken(level, table + i * self._esize, raw, entry.reason)
+            full = s_lo == e_lo and s_hi == e_lo + span
+            if entry.kind is EntryKind.LEAF and full:
+                if not ctx.plan:
+                    ctx.unmapped.append((e_lo, entry.address, span))
+                    self._write(table + i * self._esize, 0)
+                continue
+            if entry.kind is EntryKind.LEAF:
+                if ctx.plan:
+                    ctx.needed += self._split_need(ctx.half, li, s_lo, s_hi)
+                    continue
+                child = self._split(ctx, table, level, i, raw)
+            else:
+                child = entry.address
+            self._unmap_rec(ctx, child, li + 1, e_lo, s_lo, s_hi)
+            if not ctx.plan:
+                self._drop_if_empty(ctx, table, level, i, child)
+
+    def _drop_if_empty(self, ctx: _Ctx, table: int, level: Level, i: int, child: int) -> None:
+        n = ctx.half.levels[ctx.half.levels.index(level) + 1].entries
+        if child in self.owned and not (self._slice(child, 0, n) & np.uint64(1)).any():
+            self._write(table + i * self._esize, 0)
+            self._free_table(child)
+            ctx.tables_freed = True
+
+    def _record(self, ctx: _Ctx, level: Level, base: int, raws: U64Array, valid: Any) -> None:
+        """Append the unmapped runs of a leaf-table slice (contiguous in VA and PA)."""
+        idx = np.flatnonzero(valid)
+        pas = self.mode.np_address(raws[idx], level, leaf=True)
+        span = level.leaf_size
+        breaks = np.flatnonzero((np.diff(idx) != 1) | (np.diff(pas) != np.uint64(span))) + 1
+        for run in np.split(np.arange(idx.size), breaks):
+            first = int(run[0])
+            ctx.unmapped.append(
+                (base + int(idx[first]) * span, int(pas[first]), int(run.size) * span)
+            )
+
+    # ---------------------------------------------------------------- protect_range
+    def protect_range(
+        self, va: int, size: int, perm: Perm, memtype: MemType | None = None
+    ) -> Flush:
+        """Change permissions (and memory type, if given) of every page in the range.
+
+        Raises:
+            NotMappedError naming the first hole (nothing changes).
+        """
+        self._alive()
+        half = self._check_range(va, size)
+        ctx = _Ctx(half, "protect_range", True, perm, memtype)
+        root, base = self.roots[half.root], self._table_base(half)
+        self._protect_rec(ctx, root, 0, base, va, va + size)
+        ctx.pool = self._alloc_tables(ctx.needed)
+        ctx.plan = False
+        self._protect_rec(ctx, root, 0, base, va, va + size)
+        for pa in ctx.pool:
+            self._free_table(pa)
+        return self._notify(Flush("protect_range", ((va, size), *ctx.widened)))
+
+    def _protect_rec(self, ctx: _Ctx, table: int, li: int, tbase: int, lo: int, hi: int) -> None:
+        level = ctx.half.levels[li]
+        shift, span = level.shift, level.span
+        i0, i1 = (lo - tbase) >> shift, (hi - 1 - tbase) >> shift
+        raws = self._slice(table, i0, i1 - i0 + 1)
+        holes = np.flatnonzero((raws & np.uint64(1)) == 0)
+        if holes.size:
+            hole = max(lo, tbase + ((i0 + int(holes[0])) << shift))
+            raise NotMappedError(f"VA {hx(hole)} is not mapped ({ctx.op} needs it)", va=hole)
+        if li == len(ctx.half.levels) - 1:
+            if not ctx.plan:
+                new = self._reprotect(raws, level, ctx)
+                self.mem.write_table(table + i0 * self._esize, new, self._esize)
+            return
+        for i in range(i0, i1 + 1):
+            raw = int(raws[i - i0])
+            e_lo = tbase + (i << shift)
+            s_lo, s_hi = max(lo, e_lo), min(hi, e_lo + span)
+            entry = self.mode.decode(raw, level)
+            if entry.fault is not None and entry.fault != "access-flag":
+                raise self._broken(level, table + i * self._esize, raw, entry.reason)
+            full = s_lo == e_lo and s_hi == e_lo + span
+            if entry.kind is EntryKind.LEAF and full:
+                if not ctx.plan:
+                    one = np.array([raw], dtype=np.uint64)
+                    self._write(table + i * self._esize, int(self._reprotect(one, level, ctx)[0]))
+                continue
+            if entry.kind is EntryKind.LEAF:
+                if ctx.plan:
+                    ctx.needed += self._split_need(ctx.half, li, s_lo, s_hi)
+                    continue
+                child = self._split(ctx, table, level, i, raw)
+            else:
+                child = entry.address
+                if not ctx.plan:
+                    wider = self.mode.widen_table(raw, level, ctx.perm)
+                    if wider != raw:
+                        self._write(table + i * self._esize, wider)
+                        ctx.widened.append((e_lo, span))
+            self._protect_rec(ctx, child, li + 1, e_lo, s_lo, s_hi)
+
+    def _reprotect(self, raws: U64Array, level: Level, ctx: _Ctx) -> U64Array:
+        mask = self.mode.perm_mask(level)
+        if ctx.memtype is not None:
+            mask |= self.mode.memtype_mask(level)
+        pa0 = 0
+        flags = self.mode.encode_leaf(pa0, level, ctx.perm, ctx.memtype or MemType.NORMAL)
+        out = (raws & np.uint64(~mask & (2**64 - 1))) | np.uint64(flags & mask)
+        return out
+
+    # ------------------------------------------------------------------------- clone
+    def clone(self, share_kernel: bool = True, user: bool = True) -> AddressSpace:
+        """A new space: the kernel half shared (or copied), the user half copied (or empty).
+
+        Sharing means the new root points to the very same kernel tables (the x86-64 upper
+        half, AArch64's TTBR1 root, the upper half of the root elsewhere); the new space does
+        not own them. Copying duplicates every table (leaves still point to the same frames).
+        All table frames are allocated before anything is written.
+        """
+        from pagewalk.space import AddressSpace
+
+        self._alive()
+        actions = {r: self._clone_actions(r, share_kernel, user) for r in self._root_ids()}
+        seen: set[int] = set()
+        n_tables = 0
+        for r, acts in actions.items():
+            if acts is not None:
+                n_tables += 1 + sum(1 for _ in self._copied_subtrees(r, acts, seen))
+        pool = self._alloc_frames(n_tables)
+        owned = set(pool)
+        memo: dict[int, int] = {}
+        roots = list(self.roots)
+        for r, acts in actions.items():
+            if acts is not None:
+                roots[r] = pool.pop()
+                self._copy_root(r, acts, roots[r], pool, memo)
+        return AddressSpace(self.mode, self.mem, self.frames, roots=roots, owned=owned)
+
+    def _root_ids(self) -> list[int]:
+        return sorted({h.root for h in self.mode.halves})
+
+    def _root_half(self, r: int) -> Half:
+        return next(h for h in self.mode.halves if h.root == r)
+
+    def kernel_indices(self) -> range:
+        """Root-table indices that form the kernel half (the upper half of the root table).
+
+        For AArch64 the kernel half is the whole TTBR1 root instead.
+        """
+        top = self.mode.halves[0].levels[0]
+        return range(top.entries // 2, top.entries)
+
+    def _clone_actions(self, r: int, share_kernel: bool, user: bool) -> list[str] | None:
+        """Per root entry: ``skip``, ``share`` or ``copy``; None to share the whole root."""
+        n = self._root_half(r).levels[0].entries
+        if self.mode.name == "aarch64":
+            if r == 1:
+                return None if share_kernel else ["copy"] * n
+            return ["copy" if user else "skip"] * n
+        kernel = self.kernel_indices()
+        acts = []
+        for i in range(n):
+            if i in kernel:
+                acts.append("share" if share_kernel else "copy")
+            else:
+                acts.append("copy" if user else "skip")
+        return acts
+
+    def _copied_subtrees(self, r: int, acts: list[str], seen: set[int]) -> Iterator[int]:
+        half = self._root_half(r)
+        top = half.levels[0]
+        raws = self._slice(self.roots[r], 0, top.entries)
+        for i, act in enumerate(acts):
+            raw = int(raws[i])
+            if act == "copy" and raw & 1:
+                entry = self.mode.decode(raw, top)
+                if entry.kind is EntryKind.TABLE and entry.fault is None:
+                    yield from self._subtree(entry.address, half, 1, seen)
+
+    def _subtree(self, table: int, half: Half, depth: int, seen: set[int]) -> Iterator[int]:
+        """Every table frame under ``table`` (itself included), each once."""
+        if table in seen or not self.mem.is_ram(table, self.table_bytes):
+            return
+        seen.add(table)
+        yield table
+        if depth == len(half.levels) - 1:
+            return
+        level = half.levels[depth]
+        raws = self._slice(table, 0, level.entries)
+        valid = raws[(raws & np.uint64(1)) != 0]
+        tables = valid[~self.mode.np_is_leaf(valid, level)]
+        for child in self.mode.np_address(tables, level, False).tolist():
+            yield from self._subtree(int(child), half, depth + 1, seen)
+
+    def _copy_root(
+        self, r: int, acts: list[str], new_root: int, pool: list[int], memo: dict[int, int]
+    ) -> None:
+        half = self._root_half(r)
+        top = half.levels[0]
+        raws = self._slice(self.roots[r], 0, top.entries)
+        out = np.zeros(top.entries, dtype=np.uint64)
+        for i, act in enumerate(acts):
+            raw = int(raws[i])
+            if act == "skip" or not raw & 1:
+                continue
+            entry = self.mode.decode(raw, top)
+            if act == "copy" and entry.kind is EntryKind.TABLE and entry.fault is None:
+                new = self._copy_table(entry.address, half, 1, pool, memo)
+                raw = self._retarget(raw, top, entry.address, new)
+            out[i] = raw
+        self.mem.write_table(new_root, out, self._esize)
+
+    def _copy_table(
+        self, table: int, half: Half, depth: int, pool: list[int], memo: dict[int, int]
+    ) -> int:
+        if table in memo:
+            return memo[table]
+        new = pool.pop()
+        memo[table] = new
+        level = half.levels[depth]
+        raws = self._slice(table, 0, level.entries)
+        if depth < len(half.levels) - 1:
+            valid = np.flatnonzero(raws & np.uint64(1))
+            for i in valid[~self.mode.np_is_leaf(raws[valid], level)].tolist():
+                old = int(self.mode.np_address(raws[i : i + 1], level, False)[0])
+                if not self.mem.is_ram(old, self.table_bytes):
+                    continue
+                child = self._copy_table(old, half, depth + 1, pool, memo)
+                raws[i] = np.uint64(self._retarget(int(raws[i]), level, old, child))
+        self.mem.write_table(new, raws, self._esize)
+        return new
