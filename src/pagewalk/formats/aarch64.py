@@ -385,6 +385,10 @@ class AArch64Mode(PagingMode):
             return np.ones(raws.shape, dtype=np.bool_)
         return np.asarray((raws & np.uint64(TYPE)) == 0, dtype=np.bool_)
 
+    def address_mask(self, level: Level, leaf: bool) -> int:
+        low = level.leaf_size if leaf else 1 << self._granule_of(level)
+        return ((1 << 48) - 1) & ~(low - 1)
+
     def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
         low = level.leaf_size if leaf else 1 << self._granule_of(level)
         return raws & np.uint64(((1 << 48) - 1) & ~(low - 1))

@@ -295,6 +295,10 @@ class PagingMode(ABC):
         """For valid entries ``raws`` at ``level``: which are leaves (vectorised)."""
 
     @abstractmethod
+    def address_mask(self, level: Level, leaf: bool) -> int:
+        """The raw bits that hold a valid address at ``level`` (reserved bits excluded)."""
+
+    @abstractmethod
     def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
         """Output (leaf) or next-table (not leaf) addresses of ``raws`` (vectorised)."""
 

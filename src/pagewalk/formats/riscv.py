@@ -206,6 +206,9 @@ class RiscVMode(PagingMode):
     def np_is_leaf(self, raws: U64Array, level: Level) -> BoolArray:
         return np.asarray((raws & np.uint64(R | X)) != 0, dtype=np.bool_)
 
+    def address_mask(self, level: Level, leaf: bool) -> int:
+        return self._ppn_mask << 10
+
     def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
         return ((raws >> np.uint64(10)) & np.uint64(self._ppn_mask)) << np.uint64(12)
 

@@ -385,6 +385,13 @@ class X86Mode(PagingMode):
             return np.zeros(raws.shape, dtype=np.bool_)
         return np.asarray((raws & np.uint64(PS)) != 0, dtype=np.bool_)
 
+    def address_mask(self, level: Level, leaf: bool) -> int:
+        if not leaf:
+            return self._addr_table
+        if not self.wide and level.depth == 1:
+            return 0xFFC00000 | (_bits(13 + self.pa_bits - 33, 13) if self.pa_bits > 32 else 0)
+        return self._addr_leaf[level.depth]
+
     def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
         if not leaf:
             return raws & np.uint64(self._addr_table)
