@@ -386,8 +386,9 @@ class AArch64Mode(PagingMode):
         return np.asarray((raws & np.uint64(TYPE)) == 0, dtype=np.bool_)
 
     def address_mask(self, level: Level, leaf: bool) -> int:
+        # Bits 47:IPS are address bits too, but setting them is an Address size fault.
         low = level.leaf_size if leaf else 1 << self._granule_of(level)
-        return ((1 << 48) - 1) & ~(low - 1)
+        return ((1 << self.pa_bits) - 1) & ~(low - 1)
 
     def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
         low = level.leaf_size if leaf else 1 << self._granule_of(level)

@@ -207,7 +207,9 @@ class RiscVMode(PagingMode):
         return np.asarray((raws & np.uint64(R | X)) != 0, dtype=np.bool_)
 
     def address_mask(self, level: Level, leaf: bool) -> int:
-        return self._ppn_mask << 10
+        # A superpage's low PPN fields must be zero (else a page fault), so they are not address.
+        low = ((level.leaf_size >> 12) - 1) if leaf else 0
+        return (self._ppn_mask & ~low) << 10
 
     def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
         return ((raws >> np.uint64(10)) & np.uint64(self._ppn_mask)) << np.uint64(12)
