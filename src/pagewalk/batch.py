@@ -86,11 +86,12 @@ def _in_half(mode: PagingMode, half: Half, va: U64Array) -> npt.NDArray[np.bool_
         low56 = va & np.uint64((1 << 56) - 1)
         probe = low56 | np.uint64(0xFF << 56) if half.root else low56
         upper = (va >> np.uint64(55)) & np.uint64(1)
-        return (
+        picked: npt.NDArray[np.bool_] = (
             (upper == np.uint64(half.root))
             & (probe >= np.uint64(half.va_start))
             & (probe <= np.uint64(half.va_end - 1))
         )
+        return picked
     inside: npt.NDArray[np.bool_] = (probe >= np.uint64(half.va_start)) & (
         probe <= np.uint64(half.va_end - 1)
     )
