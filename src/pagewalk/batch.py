@@ -14,12 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from pagewalk.formats.base import EntryKind, Half, Level, PagingMode, U64Array
-from pagewalk.memory.physical import PhysicalMemory
+from pagewalk.walk import EntryReader
+
+
+class BatchReader(EntryReader, Protocol):
+    """What the batch walker needs from memory: vectorised RAM checks and gathers."""
+
+    def is_ram_array(self, pas: U64Array, n: int) -> npt.NDArray[np.bool_]: ...
+
+    def gather(self, pas: U64Array, entry_size: int) -> U64Array: ...
+
 
 #: fault kinds by code; code 0 means "translated"
 FAULT_KINDS = (
@@ -60,7 +70,7 @@ class BatchResult:
 
 
 def translate_batch(
-    mem: PhysicalMemory, mode: PagingMode, roots: Sequence[int], vas: npt.ArrayLike
+    mem: BatchReader, mode: PagingMode, roots: Sequence[int], vas: npt.ArrayLike
 ) -> BatchResult:
     """Translate every address in ``vas`` (any integer array, taken as uint64)."""
     va = np.asarray(vas, dtype=np.uint64).ravel()
@@ -102,7 +112,7 @@ def _in_half(mode: PagingMode, half: Half, va: U64Array) -> npt.NDArray[np.bool_
 
 
 def _walk_half(
-    mem: PhysicalMemory,
+    mem: BatchReader,
     mode: PagingMode,
     half: Half,
     root: int,
@@ -116,19 +126,18 @@ def _walk_half(
         out.level[sel] = 0
         return
     esize = mode.entry_size
-    words = _words(mem, esize)
     table = np.full(sel.size, root, dtype=np.uint64)
     active = sel
     v = va[sel]
     for level in half.levels:
         index = (v >> np.uint64(level.shift)) & np.uint64(level.mask)
         entry_pa = table + index * np.uint64(esize)
-        inside = _is_ram(mem, entry_pa, esize)
+        inside = mem.is_ram_array(entry_pa, esize)
         if not inside.all():
             out.fault[active[~inside]] = _CODE["bad-table"]
             out.level[active[~inside]] = level.number
             active, v, entry_pa = active[inside], v[inside], entry_pa[inside]
-        raws = words[entry_pa // np.uint64(esize)].astype(np.uint64)
+        raws = mem.gather(entry_pa, esize)
         code, leaf = _classify(mode, level, raws)
         bad = code != 0
         if bad.any():
@@ -148,25 +157,6 @@ def _walk_half(
         table = mode.np_address(raws[more], level, leaf=False)
         if not active.size:
             return
-
-
-def _words(mem: PhysicalMemory, esize: int) -> npt.NDArray[np.unsignedinteger]:
-    raw = mem.array()
-    usable = (raw.size // esize) * esize
-    return raw[:usable].view(np.dtype("<u8") if esize == 8 else np.dtype("<u4"))
-
-
-def _is_ram(mem: PhysicalMemory, pa: U64Array, n: int) -> npt.NDArray[np.bool_]:
-    """Vectorised ``mem.is_ram(pa, n)``."""
-    end = pa + np.uint64(n)
-    if len(mem.regions) == 1:
-        r = mem.regions[0]
-        return np.asarray((pa >= np.uint64(r.base)) & (end <= np.uint64(r.end)), dtype=np.bool_)
-    starts = np.array([r.base for r in mem.regions], dtype=np.uint64)
-    ends = np.array([r.end for r in mem.regions], dtype=np.uint64)
-    i = np.searchsorted(starts, pa, side="right").astype(np.int64) - 1
-    ok = i >= 0
-    return np.asarray(ok & (end <= ends[np.maximum(i, 0)]), dtype=np.bool_)
 
 
 def _classify(

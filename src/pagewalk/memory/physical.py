@@ -164,6 +164,29 @@ class PhysicalMemory:
         dtype = np.dtype("<u8") if entry_size == 8 else np.dtype("<u4")
         return raw.view(dtype).astype(np.uint64)
 
+    def gather(self, pas: U64Array, entry_size: int) -> U64Array:
+        """The entries at every PA in ``pas`` (each aligned, each inside RAM), as uint64.
+
+        The batch walker's one read per level. Callers check ``is_ram`` first.
+        """
+        usable = (self.end // entry_size) * entry_size
+        words = self._u8[:usable].view(np.dtype("<u8") if entry_size == 8 else np.dtype("<u4"))
+        out: U64Array = words[pas // np.uint64(entry_size)].astype(np.uint64)
+        return out
+
+    def is_ram_array(self, pas: U64Array, n: int) -> npt.NDArray[np.bool_]:
+        """Vectorised :meth:`is_ram` for an array of addresses."""
+        end = pas + np.uint64(n)
+        if len(self.regions) == 1:
+            r = self.regions[0]
+            inside: npt.NDArray[np.bool_] = (pas >= np.uint64(r.base)) & (end <= np.uint64(r.end))
+            return inside
+        starts = np.array([r.base for r in self.regions], dtype=np.uint64)
+        ends = np.array([r.end for r in self.regions], dtype=np.uint64)
+        i = np.searchsorted(starts, pas, side="right").astype(np.int64) - 1
+        found: npt.NDArray[np.bool_] = (i >= 0) & (end <= ends[np.maximum(i, 0)])
+        return found
+
     def array(self) -> npt.NDArray[np.uint8]:
         """A read-only byte view of the whole physical range (holes read as zero)."""
         view = self._u8.view()
