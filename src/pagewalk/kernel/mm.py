@@ -1,0 +1,432 @@
+"""The kernel memory manager shared by every profile: boot, processes, faults, fork and sharing.
+
+Boot follows the "howto steps" of the seL4-style design (seeds/aarch64-sel4-style-mmu.md): take
+the firmware memory map, list the RAM, build early tables and install them, build the final
+kernel tables (the image with W^X, a direct map of all RAM with the largest pages that fit, the
+heap), switch to them with the right flush, then free or keep the early tables. Processes share
+the kernel half (the x86-64 upper half, AArch64's TTBR1, or a copy of the kernel's entries), get
+a user layout (program, heap, stack, libraries) and a program loaded from bytes. The page-fault
+handler serves demand paging (frames allocated and zeroed on first touch), copy-on-write (the
+last owner keeps its frame) and reports fatal faults with the full walk; each profile picks the
+policy its design document describes. Faults and flushes follow Intel SDM vol. 3A §4.7 and
+§4.10, Arm ARM D8.13 and the RISC-V privileged spec (SFENCE.VMA).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pagewalk.alloc.base import FRAME_SIZE, Usage
+from pagewalk.errors import NotMappedError, PageFault, PagingError, hx
+from pagewalk.flush import Flush
+from pagewalk.formats import MemType, PagingMode, Perm, make_mode
+from pagewalk.inspect.mappings import mappings
+from pagewalk.kernel.frames import FrameRefs
+from pagewalk.memory.memmap import MemoryMap
+from pagewalk.memory.physical import PhysicalMemory
+from pagewalk.mmu.cpu import CPU
+from pagewalk.space import AddressSpace
+from pagewalk.walk import Walk, walk
+
+if TYPE_CHECKING:
+    from pagewalk.kernel.profile import Profile
+
+
+class ProcessFault(PagingError):
+    """A fault the kernel's policy does not handle: the process would be killed."""
+
+    def __init__(self, fault: PageFault, walk: Walk, why: str) -> None:
+        super().__init__(f"{fault} ({why})")
+        self.fault = fault
+        self.walk = walk
+        self.why = why
+
+
+@dataclass
+class SharedMemory:
+    """Frames mapped in several spaces; freed when the last mapping and the name are gone."""
+
+    id: int
+    frames: list[int]
+    linked: bool = True
+
+    @property
+    def size(self) -> int:
+        """Bytes."""
+        return len(self.frames) * FRAME_SIZE
+
+
+@dataclass
+class Vma:
+    """A virtual memory area of a process.
+
+    Attributes:
+        kind: ``program``, ``heap``, ``stack``, ``lib``, ``anon``, ``shm`` or ``phys``.
+        lazy: frames come on first touch (demand paging).
+        cow: pages are shared read-only with another process until written.
+    """
+
+    start: int
+    size: int
+    perm: Perm
+    kind: str
+    name: str = ""
+    lazy: bool = False
+    cow: bool = False
+    shm: SharedMemory | None = None
+
+    @property
+    def end(self) -> int:
+        """One past the last VA."""
+        return self.start + self.size
+
+    def __contains__(self, va: int) -> bool:
+        return self.start <= va < self.end
+
+
+@dataclass
+class Process:
+    """A process: its address space, ASID/PCID and memory areas."""
+
+    pid: int
+    name: str
+    space: AddressSpace
+    asid: int
+    vmas: list[Vma] = field(default_factory=list)
+    alive: bool = True
+
+    def vma_at(self, va: int) -> Vma | None:
+        """The area that contains ``va``."""
+        return next((v for v in self.vmas if va in v), None)
+
+
+@dataclass
+class Event:
+    """One thing the kernel did, for the boot report."""
+
+    kind: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Kernel:
+    """A running kernel memory manager configured by a profile.
+
+    Args:
+        profile: the seed kernel's design (mode, layout, allocator, fault policy).
+        ram: RAM size in bytes when no memory map is given.
+        memmap: the firmware memory map (the profile's default map of ``ram`` otherwise).
+    """
+
+    def __init__(
+        self, profile: Profile, *, ram: int | None = None, memmap: MemoryMap | None = None
+    ) -> None:
+        self.profile = profile
+        self.memmap = memmap if memmap is not None else profile.memory_map(ram or profile.ram)
+        regions = [(r.base, r.length) for r in self.memmap.regions]
+        self.mem = PhysicalMemory(regions=_merge(regions))
+        self.mode: PagingMode = make_mode(profile.mode)
+        self.cpu = CPU(self.mode)
+        self.events: list[Event] = []
+        self.frames = profile.make_allocator(self)
+        self.refs = FrameRefs(self.frames)
+        self.usage_at_boot: Usage | None = None
+        self.kernel_maps: list[Any] = []
+        self.kernel_space: AddressSpace | None = None
+        self.early_space: AddressSpace | None = None
+        self.processes: dict[int, Process] = {}
+        self.current: Process | None = None
+        self.shared: list[SharedMemory] = []
+        self.flush_sink: Callable[[Flush], None] = lambda f: f.ignore()
+        self.access_checker: Callable[[int, str, bool], int] = self._walk_check
+        self._pids = itertools.count(1)
+        self._shm_ids = itertools.count(1)
+
+    # ------------------------------------------------------------------------ boot
+    def log(self, kind: str, message: str, **details: Any) -> None:
+        """Record an event."""
+        self.events.append(Event(kind, message, details))
+
+    def flush(self, flush: Flush) -> None:
+        """Hand a flush to the CPU side (the TLB model when one is attached)."""
+        self.flush_sink(flush)
+
+    def boot(self) -> Kernel:
+        """Run the boot sequence: early tables, final tables, switch, early tables dropped."""
+        p = self.profile
+        self.log(
+            "boot",
+            f"memory map: {len(self.memmap)} regions, {hx(self.memmap.usable_bytes())} usable",
+        )
+        self.early_space = AddressSpace(self.mode, self.mem, self.frames)
+        for m in p.early_mappings(self):
+            self.flush(self.early_space.map_range(m.va, m.pa, m.size, m.perm))
+            self.log("early", f"early map {m.name}: {hx(m.va)}+{hx(m.size)} -> {hx(m.pa)}")
+        self.early_space.install(self.cpu)
+        self.flush(Flush("install early tables", everything=True))
+        space = AddressSpace(self.mode, self.mem, self.frames)
+        self.kernel_maps = p.kernel_mappings(self)
+        for m in self.kernel_maps:
+            flush = space.map_range(m.va, m.pa, m.size, m.perm, m.memtype)
+            self.flush(flush)
+            self.log(
+                "kernel", f"map {m.name}: {hx(m.va)}+{hx(m.size)} -> {hx(m.pa)} {m.perm.letters()}"
+            )
+        self.kernel_space = space
+        space.install(self.cpu)
+        self.flush(Flush("switch to final kernel tables", everything=True))
+        self.log("switch", f"switched to final tables at {hx(space.roots[0])}")
+        if not p.keep_early:
+            self.flush(self.early_space.destroy())
+            self.log("early", "early tables freed")
+        self.usage_at_boot = self.frames.usage()
+        return self
+
+    # ------------------------------------------------------------------- processes
+    def spawn(self, name: str, program: bytes = b"\xf4") -> Process:
+        """Create a process sharing the kernel half, with its layout and program loaded."""
+        kernel = self._kernel()
+        del kernel
+        proc = self.spawn_empty(name)
+        pid = proc.pid
+        u = self.profile.user_layout
+        text = -(-max(len(program), 1) // FRAME_SIZE) * FRAME_SIZE
+        self._add_vma(
+            proc, Vma(u.program, text, Perm.READ | Perm.EXEC | Perm.USER, "program", "text")
+        )
+        self._populate(proc, proc.vmas[-1], program)
+        lazy = self.profile.demand_paging
+        rw = Perm.READ | Perm.WRITE | Perm.USER
+        self._add_vma(proc, Vma(u.program + text, u.heap_size, rw, "heap", "heap", lazy=lazy))
+        self._add_vma(
+            proc, Vma(u.stack_top - u.stack_size, u.stack_size, rw, "stack", "stack", lazy=lazy)
+        )
+        for vma in proc.vmas[1:]:
+            if not vma.lazy:
+                self._populate(proc, vma, b"")
+        self.log("process", f"spawned {name} (pid {pid}, asid {proc.asid})", pid=pid)
+        return proc
+
+    def data_frame(self) -> int:
+        """One frame for a process's data, with one user."""
+        return self.refs.alloc(**self.profile.data_alloc_kwargs)
+
+    def spawn_empty(self, name: str) -> Process:
+        """A process with a fresh space (kernel half shared) and no areas yet."""
+        pid = next(self._pids)
+        space = self.profile.process_space(self, self._kernel())
+        proc = Process(pid, name, space, self.profile.asid_for(pid))
+        self.processes[pid] = proc
+        return proc
+
+    def fork(self, parent: Process) -> Process:
+        """A child: copy-on-write when the profile does it, an eager copy otherwise."""
+        from pagewalk.kernel import faults
+
+        if self.profile.cow:
+            return faults.fork(self, parent)
+        child = self.spawn_empty(f"{parent.name}-child")
+        for vma in parent.vmas:
+            copy = self._add_vma(
+                child, Vma(vma.start, vma.size, vma.perm, vma.kind, vma.name, vma.lazy)
+            )
+            if vma.kind == "shm" and vma.shm is not None:
+                child.vmas.remove(copy)
+                self.shm_map(child, vma.shm, vma.perm, vma.start)
+                continue
+            for run in mappings(
+                self.mem, self.mode, parent.space.roots, va_range=(vma.start, vma.end)
+            ):
+                for off in range(0, run.size, FRAME_SIZE):
+                    pa = self.data_frame()
+                    self.mem.copy(pa, run.pa + off, FRAME_SIZE)
+                    self.flush(child.space.map(run.va + off, pa, FRAME_SIZE, vma.perm))
+        self.log("fork", f"forked pid {parent.pid} -> pid {child.pid} (eager copy)")
+        return child
+
+    def access(self, proc: Process, va: int, kind: str = "read", user: bool = True) -> int:
+        """Access ``va`` as ``proc``; faults go to the handler. Returns the PA."""
+        from pagewalk.kernel import faults
+
+        return faults.access(self, proc, va, kind, user)
+
+    def read(self, proc: Process, va: int, n: int) -> bytes:
+        """Read ``n`` bytes of ``proc``'s memory through the MMU."""
+        from pagewalk.kernel import faults
+
+        return faults.read(self, proc, va, n)
+
+    def write(self, proc: Process, va: int, data: bytes) -> None:
+        """Write ``data`` into ``proc``'s memory through the MMU."""
+        from pagewalk.kernel import faults
+
+        faults.write(self, proc, va, data)
+
+    def check_access(self, va: int, kind: str, user: bool) -> int:
+        """One access through the CPU's current tables; raises PageFault."""
+        return self.access_checker(va, kind, user)
+
+    def _walk_check(self, va: int, kind: str, user: bool) -> int:
+        """The portable permission check used until an MMU is attached."""
+        result = walk(self.mem, self.mode, self.cpu.roots, va)
+        if result.fault is not None:
+            raise PageFault(
+                va=va, kind=result.fault.kind, level=result.fault.level,
+                reason=result.fault.reason, access=kind, raw_entry=result.fault.raw,
+            )  # fmt: skip
+        need = {"read": Perm.READ, "write": Perm.WRITE, "exec": Perm.EXEC}[kind]
+        if user:
+            need |= Perm.USER
+        missing = need & ~result.perm
+        if missing:
+            raise PageFault(
+                va=va, kind="protection", level=None, access=kind,
+                reason=f"the mapping is {result.perm.letters()}; the access needs {need.letters()}",
+            )  # fmt: skip
+        assert result.pa is not None
+        return result.pa
+
+    def _kernel(self) -> AddressSpace:
+        if self.kernel_space is None:
+            raise PagingError("the kernel has not booted")
+        return self.kernel_space
+
+    def _add_vma(self, proc: Process, vma: Vma) -> Vma:
+        for other in proc.vmas:
+            if vma.start < other.end and other.start < vma.end:
+                raise PagingError(
+                    f"pid {proc.pid}: area {hx(vma.start)}+{hx(vma.size)} overlaps "
+                    f"{other.name or other.kind}"
+                )
+        proc.vmas.append(vma)
+        return vma
+
+    def _populate(self, proc: Process, vma: Vma, data: bytes) -> None:
+        """Back every page of ``vma`` with a fresh frame holding ``data`` (zeros after it)."""
+        for off in range(0, vma.size, FRAME_SIZE):
+            pa = self.data_frame()
+            self.mem.zero(pa, FRAME_SIZE)
+            chunk = data[off : off + FRAME_SIZE]
+            if chunk:
+                self.mem.write(pa, chunk)
+            self.flush(proc.space.map(vma.start + off, pa, FRAME_SIZE, vma.perm))
+
+    def mmap(
+        self,
+        proc: Process,
+        size: int,
+        perm: Perm,
+        *,
+        va: int | None = None,
+        lazy: bool | None = None,
+    ) -> int:
+        """Map anonymous memory; lazily (demand paging) when the profile does it."""
+        size = -(-size // FRAME_SIZE) * FRAME_SIZE
+        if va is None:
+            va = self._free_va(proc, size)
+        lazy = self.profile.demand_paging if lazy is None else lazy
+        vma = self._add_vma(proc, Vma(va, size, perm | Perm.USER, "anon", "mmap", lazy=lazy))
+        if not lazy:
+            self._populate(proc, vma, b"")
+        return va
+
+    def _free_va(self, proc: Process, size: int) -> int:
+        u = self.profile.user_layout
+        va = u.mmap_base
+        for vma in sorted(proc.vmas, key=lambda v: v.start):
+            if vma.end > va and vma.start < va + size:
+                va = vma.end
+        return va
+
+    def munmap(self, proc: Process, va: int, size: int) -> None:
+        """Unmap ``[va, va + size)``; frames go back when their last user lets go."""
+        vma = proc.vma_at(va)
+        if vma is None or va != vma.start or size != vma.size:
+            raise NotMappedError(f"pid {proc.pid}: no area exactly at {hx(va)}+{hx(size)}", va=va)
+        flush = proc.space.unmap_range(va, size)
+        self.flush(flush)
+        self._release_runs(vma, flush.unmapped)
+        proc.vmas.remove(vma)
+
+    def _release_runs(self, vma: Vma, runs: list[tuple[int, int, int]]) -> None:
+        if vma.kind == "phys":
+            return
+        for _va, pa, size in runs:
+            for frame in range(pa, pa + size, FRAME_SIZE):
+                self.refs.release(frame)
+
+    # -------------------------------------------------------------- shared memory
+    def shm_create(self, size: int) -> SharedMemory:
+        """A named block of frames, zeroed, that processes can map."""
+        frames = []
+        for _ in range(-(-size // FRAME_SIZE)):
+            pa = self.data_frame()
+            self.mem.zero(pa, FRAME_SIZE)
+            frames.append(pa)
+        shm = SharedMemory(next(self._shm_ids), frames)
+        self.shared.append(shm)
+        return shm
+
+    def shm_map(self, proc: Process, shm: SharedMemory, perm: Perm, va: int | None = None) -> int:
+        """Map every frame of ``shm`` into ``proc``; each mapping holds a reference."""
+        va = self._free_va(proc, shm.size) if va is None else va
+        self._add_vma(proc, Vma(va, shm.size, perm | Perm.USER, "shm", f"shm{shm.id}", shm=shm))
+        for i, pa in enumerate(shm.frames):
+            self.refs.share(pa)
+            self.flush(proc.space.map(va + i * FRAME_SIZE, pa, FRAME_SIZE, perm | Perm.USER))
+        return va
+
+    def shm_unlink(self, shm: SharedMemory) -> None:
+        """Drop the name's reference; frames go when the last mapping goes too."""
+        if shm.linked:
+            shm.linked = False
+            for pa in shm.frames:
+                self.refs.release(pa)
+
+    # ------------------------------------------------------------------- lifecycle
+    def destroy(self, proc: Process) -> None:
+        """Return every frame and table frame of ``proc``."""
+        for vma in list(proc.vmas):
+            flush = proc.space.unmap_range(vma.start, vma.size)
+            self.flush(flush)
+            self._release_runs(vma, flush.unmapped)
+        proc.vmas.clear()
+        self.flush(proc.space.destroy())
+        proc.alive = False
+        del self.processes[proc.pid]
+        if self.current is proc:
+            self.current = None
+            self._kernel().install(self.cpu)
+        self.log("process", f"destroyed {proc.name} (pid {proc.pid})")
+
+    def switch_to(self, proc: Process) -> None:
+        """Load ``proc``'s tables into the CPU, with the profile's switch flush."""
+        if self.current is proc:
+            return
+        proc.space.install(self.cpu, proc.asid)
+        self.current = proc
+        self.flush(self.profile.switch_flush(proc))
+
+    def user_mappings(self, proc: Process) -> list[Any]:
+        """The merged user-half mappings of ``proc``."""
+        half = self.mode.halves[0]
+        return list(
+            mappings(self.mem, self.mode, proc.space.roots, va_range=(half.va_start, half.va_end))
+        )
+
+
+def _merge(regions: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Adjacent firmware regions merged into RAM runs (holes stay holes)."""
+    out: list[tuple[int, int]] = []
+    for base, size in sorted(regions):
+        if out and out[-1][0] + out[-1][1] == base:
+            out[-1] = (out[-1][0], out[-1][1] + size)
+        else:
+            out.append((base, size))
+    return out
+
+
+__all__ = ["Event", "Kernel", "MemType", "Process", "ProcessFault", "SharedMemory", "Vma"]
