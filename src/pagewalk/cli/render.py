@@ -25,6 +25,9 @@ def size_text(size: int) -> str:
     for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
         if size >= 1 << shift and size % (1 << shift) == 0:
             return f"{size >> shift}{unit}"
+    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if size >= 1 << shift:
+            return f"{size / (1 << shift):.1f}{unit}"
     return str(size)
 
 

@@ -265,6 +265,11 @@ class Kernel:
 
         faults.write(self, proc, va, data)
 
+    def tlb_stats(self) -> dict[str, Any]:
+        """The TLB's statistics, when a TLB model is attached."""
+        stats = getattr(self, "stats_source", None)
+        return dict(stats()) if stats is not None else {}
+
     def check_access(self, va: int, kind: str, user: bool) -> int:
         """One access through the CPU's current tables; raises PageFault."""
         return self.access_checker(va, kind, user)
