@@ -34,9 +34,11 @@ class SimpleFrameAllocator:
         if n_frames < 1 or align < FRAME_SIZE or align & (align - 1):
             raise AllocatorError(f"bad request: {n_frames} frame(s) aligned to {hx(align)}")
         if n_frames == 1 and self._free:
-            pa = self._free.pop()
-            self._free_set.discard(pa)
-            return pa
+            for i in range(len(self._free) - 1, -1, -1):
+                if self._free[i] % align == 0:
+                    pa = self._free.pop(i)
+                    self._free_set.discard(pa)
+                    return pa
         start = -(-self._next // align) * align
         while True:
             end = start + n_frames * FRAME_SIZE
@@ -58,6 +60,8 @@ class SimpleFrameAllocator:
 
     def free(self, pa: int, n_frames: int = 1) -> None:
         """Return frames; a frame that is not allocated raises and nothing changes."""
+        if n_frames < 1:
+            raise AllocatorError(f"cannot free {n_frames} frames at {hx(pa)}")
         frames = [pa + i * FRAME_SIZE for i in range(n_frames)]
         for f in frames:
             if (
@@ -75,7 +79,7 @@ class SimpleFrameAllocator:
         """Take ``[pa, pa + size)`` out of the pool for good (only frames not yet handed out)."""
         first = pa - pa % FRAME_SIZE
         for f in range(first, pa + size, FRAME_SIZE):
-            if not self.base <= f < self.end:
+            if not self.base <= f < self.end or f in self._reserved:
                 continue
             if f < self._next and f not in self._free_set:
                 raise AllocatorError(f"cannot reserve frame {hx(f)}: it is allocated")
