@@ -170,7 +170,7 @@ def walk(mem: EntryReader, mode: PagingMode, roots: Sequence[int], va: int) -> W
             return Walk(va, half, tuple(steps), None, None, Perm.NONE, fault)
         entry = mode.decode(raw, level)
         path.append(entry)
-        perm = mode.effective(path)
+        perm = mode.effective(path, half)
         steps.append(Step(level, index, entry_pa, entry, perm))
         if entry.fault is not None:
             fault = Fault(entry.fault, level.number, entry.reason, raw)

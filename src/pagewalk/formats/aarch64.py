@@ -102,6 +102,9 @@ def mair_type(attr: int) -> MemType | str:
             return "wt"
         return "wb"
 
+    if lo == 0:
+        # Inner 0b0000 with a Normal outer is UNPREDICTABLE without FEAT_XS/FEAT_MTE2.
+        return f"unpredictable-{attr:#04x}"
     outer, inner = cache(hi), cache(lo)
     if outer == inner:
         return {"nc": MemType.WRITE_COMBINING, "wt": MemType.WRITE_THROUGH}.get(
@@ -265,12 +268,12 @@ class AArch64Mode(PagingMode):
             return Entry(EntryKind.LEAF, raw, address, size, perm, memtype, "access-flag", reason)
         return Entry(EntryKind.LEAF, raw, address, size, perm, memtype)
 
-    def effective(self, path: Sequence[Entry]) -> Perm:
+    def effective(self, path: Sequence[Entry], half: Half | None = None) -> Perm:
         if not path:
             return ALL_PERMS
-        hpd = False
-        if path[-1].kind is EntryKind.LEAF and path[-1].raw >> 55 & 1 == 0:
-            hpd = self.hpd[0]
+        # HPDn belongs to the half (TTBRn) of the VA, not to any descriptor bit (D8.4.2).
+        # Without the half, only a setting both halves share can apply.
+        hpd = self.hpd[half.root] if half is not None else all(self.hpd)
         user, write, uxn, pxn = True, True, False, False
         for entry in path[:-1] if path[-1].kind is EntryKind.LEAF else path:
             if entry.kind is not EntryKind.TABLE or hpd:

@@ -302,10 +302,12 @@ class PagingMode(ABC):
     def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
         """Output (leaf) or next-table (not leaf) addresses of ``raws`` (vectorised)."""
 
-    def effective(self, path: Sequence[Entry]) -> Perm:
+    def effective(self, path: Sequence[Entry], half: Half | None = None) -> Perm:
         """Portable effective permission over a walk's entries (root first).
 
         The default is the AND of every entry's ``perm``, with GLOBAL taken from the leaf.
+        ``half`` is the half the walk went through (it matters where the halves differ, such
+        as Arm's TCR_EL1.HPD0/HPD1).
         """
         perm = ALL_PERMS
         for entry in path:

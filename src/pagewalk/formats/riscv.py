@@ -134,6 +134,8 @@ class RiscVMode(PagingMode):
         if self.svpbmt and (raw >> 61) & 3 == 3:
             return "PBMT=3 is reserved"
         if not leaf:
+            if self.svpbmt and (raw >> 61) & 3:
+                return "PBMT (bits 62:61) is reserved in a non-leaf PTE (Svpbmt)"
             if level.depth == 0:
                 return "a pointer PTE (R=W=X=0) at level 0"
             if raw & (A | D | U):
