@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import struct
 
-import pytest
-
-pytest.importorskip("unicorn")
-
 from oracles.unicorn_oracle import (
     aarch64_oracle,
     riscv_oracle,

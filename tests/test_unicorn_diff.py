@@ -29,8 +29,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("unicorn")
-
 from oracles.unicorn_oracle import (
     Oracle,
     OracleResult,
