@@ -12,6 +12,8 @@ from pagewalk.memory.memmap import (
     MemoryMap,
     MemoryRegion,
     RegionType,
+)
+from pagewalk.memory.memmap_readers import (
     from_document,
     load_memory_map,
     parse_memory_map,

@@ -71,7 +71,7 @@ def boot(
     profile = get_profile(profile_name)
     memmap = None
     if memmap_file is not None:
-        from pagewalk.memory.memmap import load_memory_map
+        from pagewalk.memory.memmap_readers import load_memory_map
 
         memmap = load_memory_map(memmap_file)
     kernel = Kernel(profile, ram=parse_size(ram) if ram else None, memmap=memmap)

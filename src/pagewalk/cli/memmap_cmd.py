@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pagewalk.errors import MemoryMapError, hx
-from pagewalk.memory.memmap import FORMS, FRAME_SIZE, MemoryMap, load_memory_map
+from pagewalk.memory.memmap import FRAME_SIZE, MemoryMap
+from pagewalk.memory.memmap_readers import FORMS, load_memory_map
 
 
 def _size(n: int) -> str:
