@@ -86,6 +86,10 @@ class AddressSpace(TableEditor):
             )
         if va % page_size:
             raise MisalignedAddressError(f"VA {hx(va)} is not aligned to {hx(page_size)}")
+        if pa % page_size:
+            raise MisalignedAddressError(
+                f"PA {hx(pa)} is not aligned to {hx(page_size)} (mapping VA {hx(va)})"
+            )
         flush = self.map_range(va, pa, page_size, perm, memtype, page_sizes=(page_size,))
         flush.operation = "map"
         return flush
@@ -173,7 +177,13 @@ class AddressSpace(TableEditor):
             self.frames.free(pa, self.table_bytes // FRAME_SIZE)
         self.owned.clear()
         self.destroyed = True
-        return self._notify(Flush("destroy", everything=True, tables_freed=True))
+        flush = Flush("destroy", everything=True, tables_freed=True)
+        if self.lender is not None:
+            lender, keys = self.lender
+            self.lender = None
+            flush = flush | lender._release_shares(keys)
+            flush.operation = "destroy"
+        return self._notify(flush)
 
     def __repr__(self) -> str:
         roots = ", ".join(

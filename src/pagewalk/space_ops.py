@@ -14,6 +14,7 @@ that table. Tables left empty by an unmap are freed (when this space owns them).
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from pagewalk.errors import (
     NotMappedError,
     OutOfMemoryError,
     PagingError,
+    PhysicalAddressTooWideError,
     hx,
 )
 from pagewalk.flush import Flush
@@ -58,6 +60,8 @@ class _Ctx:
     widened: list[tuple[int, int]] = field(default_factory=list)
     unmapped: list[tuple[int, int, int]] = field(default_factory=list)
     tables_freed: bool = False
+    #: inside a subtree shared with a clone: its tables are never freed
+    keep_tables: bool = False
 
 
 class TableEditor:
@@ -79,6 +83,11 @@ class TableEditor:
         self.listeners = []
         self.destroyed = False
         self.owned = set()
+        #: root entries (root register, index) or whole roots (register, -1) shared by clones,
+        #: with how many clones share them: tables below are not freed while a clone points there
+        self.shared: Counter[tuple[int, int]] = Counter()
+        #: the space this one shares kernel tables with, and which entries (set by clone)
+        self.lender: tuple[TableEditor, list[tuple[int, int]]] | None = None
         self._esize = mode.entry_size
 
     # ------------------------------------------------------------------- table frames
@@ -207,7 +216,13 @@ class TableEditor:
         half = self._check_range(va, size)
         if pa % self.mode.page_size:
             raise MisalignedAddressError(f"PA {hx(pa)} is not page aligned")
-        self.mode.check_physical(pa + size - 1)
+        try:
+            self.mode.check_physical(pa + size - 1)
+        except PhysicalAddressTooWideError:
+            raise PhysicalAddressTooWideError(
+                f"PA range {hx(pa)}-{hx(pa + size - 1)} is wider than the {self.mode.pa_bits} "
+                f"bits mode {self.mode.name} can encode"
+            ) from None
         sizes = frozenset(page_sizes or self.mode.leaf_sizes())
         unknown = sizes - set(self.mode.leaf_sizes())
         if unknown:
@@ -240,6 +255,11 @@ class TableEditor:
                     if hits.size:
                         j = i + int(hits[0])
                         self._refuse(tbase + (j << shift), level, table, j, int(raws[j - i0]))
+                if ctx.plan:
+                    # Encode the run's first and last leaf now, so a permission, memory type or
+                    # PA the format cannot hold fails before anything is allocated or written.
+                    for pa in (e_lo + ctx.delta, e_lo + ctx.delta + (k - i) * span):
+                        self.mode.encode_leaf(pa, level, ctx.perm, ctx.memtype or MemType.NORMAL)
                 if not ctx.plan and table is not None:
                     self._write_leaves(ctx, table, level, i, k - i + 1, e_lo + ctx.delta)
                 i = k + 1
@@ -250,21 +270,31 @@ class TableEditor:
                     f"{', '.join(hx(s) for s in sorted(ctx.sizes))}"
                 )
             raw = int(raws[i - i0]) if raws is not None else 0
-            child = self._map_child(ctx, table, level, i, raw, e_lo)
+            child = self._map_child(ctx, table, level, i, raw, s_lo)
             self._map_rec(ctx, child, li + 1, e_lo, s_lo, s_hi)
             if not ctx.plan and not raw & 1 and table is not None and child is not None:
                 self._write(table + i * self._esize, self.mode.encode_table(child, level, ctx.perm))
             i += 1
 
     def _map_child(
-        self, ctx: _Ctx, table: int | None, level: Level, i: int, raw: int, e_lo: int
+        self, ctx: _Ctx, table: int | None, level: Level, i: int, raw: int, s_lo: int
     ) -> int | None:
-        """The child table under entry ``i`` (existing, widened, or new from the pool)."""
+        """The child table under entry ``i`` (existing, widened, or new from the pool).
+
+        ``s_lo`` is the first VA of the request under this entry, which errors name.
+        """
         if raw & 1:
             assert table is not None
             entry = self.mode.decode(raw, level)
+            e_lo = s_lo - s_lo % level.span
             if entry.kind is EntryKind.LEAF:
-                self._refuse(e_lo, level, table, i, raw)
+                raise HugePageConflictError(
+                    f"VA {hx(s_lo)} lies in a {hx(level.leaf_size)}-byte page at {level.name} "
+                    f"(VA {hx(e_lo)}, entry {hx(raw)} at PA {hx(table + i * self._esize)})",
+                    va=s_lo,
+                    level=level.number,
+                    existing_entry=raw,
+                )
             if entry.fault is not None:
                 raise self._broken(level, table + i * self._esize, raw, entry.reason)
             if not ctx.plan:
@@ -285,13 +315,6 @@ class TableEditor:
             raise HugePageConflictError(
                 f"a {level.name} table stands at VA {hx(va)} where a {hx(level.leaf_size)}-byte "
                 f"page was asked (entry {hx(raw)} at PA {hx(entry_pa)})",
-                va=va,
-                level=level.number,
-                existing_entry=raw,
-            )
-        if entry.kind is EntryKind.LEAF and entry.size > level.leaf_size:
-            raise HugePageConflictError(
-                f"VA {hx(va)} lies in a {hx(entry.size)}-byte page at {level.name}",
                 va=va,
                 level=level.number,
                 existing_entry=raw,
@@ -328,6 +351,17 @@ class TableEditor:
         parent = self.mode.encode_table(child, level, entry.perm | ctx.perm)
         self._write(table + i * self._esize, parent)
         return child
+
+    def _plan_split(self, half: Half, li: int, raw: int, pa: int, lo: int, hi: int) -> int:
+        """Check that the leaf ``raw`` at level ``li`` can be split; return the tables needed.
+
+        The first and last child leaves are encoded now, so a split the format cannot express
+        (a PSE-36 page above 4 GiB into 4 KiB pages, say) fails before anything is written.
+        """
+        level, child = half.levels[li], half.levels[li + 1]
+        for child_pa in (pa, pa + level.leaf_size - child.leaf_size):
+            self.mode.resize_leaf(raw, level, child, child_pa)
+        return self._split_need(half, li, lo, hi)
 
     def _split_need(self, half: Half, li: int, lo: int, hi: int) -> int:
         """Tables needed to split the leaf at level ``li`` around ``[lo, hi)``, cascading."""
@@ -381,7 +415,8 @@ class TableEditor:
             e_lo = tbase + (i << shift)
             s_lo, s_hi = max(lo, e_lo), min(hi, e_lo + span)
             entry = self.mode.decode(raw, level)
-            if entry.fault is not None:
+            if entry.fault is not None and entry.fault != "access-flag":
+                # An Arm leaf with AF=0 is a normal mapping (access tracking), not a broken one.
                 raise self._broken(level, table + i * self._esize, raw, entry.reason)
             full = s_lo == e_lo and s_hi == e_lo + span
             if entry.kind is EntryKind.LEAF and full:
@@ -391,14 +426,19 @@ class TableEditor:
                 continue
             if entry.kind is EntryKind.LEAF:
                 if ctx.plan:
-                    ctx.needed += self._split_need(ctx.half, li, s_lo, s_hi)
+                    ctx.needed += self._plan_split(ctx.half, li, raw, entry.address, s_lo, s_hi)
                     continue
                 child = self._split(ctx, table, level, i, raw)
             else:
                 child = entry.address
+            outer = ctx.keep_tables
+            if li == 0:
+                r = ctx.half.root
+                ctx.keep_tables = (r, -1) in self.shared or (r, i) in self.shared
             self._unmap_rec(ctx, child, li + 1, e_lo, s_lo, s_hi)
-            if not ctx.plan:
+            if not ctx.plan and not ctx.keep_tables:
                 self._drop_if_empty(ctx, table, level, i, child)
+            ctx.keep_tables = outer
 
     def _drop_if_empty(self, ctx: _Ctx, table: int, level: Level, i: int, child: int) -> None:
         n = ctx.half.levels[ctx.half.levels.index(level) + 1].entries
@@ -430,6 +470,10 @@ class TableEditor:
         """
         self._alive()
         half = self._check_range(va, size)
+        for level in half.levels:
+            if level.leaf_size:
+                # Fails here, before any split, if the format cannot express perm or memtype.
+                self.mode.encode_leaf(0, level, perm, memtype or MemType.NORMAL)
         ctx = _Ctx(half, "protect_range", True, perm, memtype)
         root, base = self.roots[half.root], self._table_base(half)
         self._protect_rec(ctx, root, 0, base, va, va + size)
@@ -469,7 +513,7 @@ class TableEditor:
                 continue
             if entry.kind is EntryKind.LEAF:
                 if ctx.plan:
-                    ctx.needed += self._split_need(ctx.half, li, s_lo, s_hi)
+                    ctx.needed += self._plan_split(ctx.half, li, raw, entry.address, s_lo, s_hi)
                     continue
                 child = self._split(ctx, table, level, i, raw)
             else:
@@ -503,20 +547,74 @@ class TableEditor:
 
         self._alive()
         actions = {r: self._clone_actions(r, share_kernel, user) for r in self._root_ids()}
-        seen: set[int] = set()
-        n_tables = 0
-        for r, acts in actions.items():
-            if acts is not None:
-                n_tables += 1 + sum(1 for _ in self._copied_subtrees(r, acts, seen))
+        copied = [r for r, acts in actions.items() if acts is not None]
+        # A table that points back to a copied root (a recursive "self-map") must point to the
+        # new root, so the roots count as already seen and are copied first.
+        seen = {self.roots[r] for r in copied}
+        n_tables = len(copied)
+        for r in copied:
+            n_tables += sum(1 for _ in self._copied_subtrees(r, actions[r] or [], seen))
         pool = self._alloc_frames(n_tables)
         owned = set(pool)
-        memo: dict[int, int] = {}
         roots = list(self.roots)
-        for r, acts in actions.items():
-            if acts is not None:
-                roots[r] = pool.pop()
-                self._copy_root(r, acts, roots[r], pool, memo)
-        return AddressSpace(self.mode, self.mem, self.frames, roots=roots, owned=owned)
+        memo: dict[int, int] = {}
+        for r in copied:
+            roots[r] = memo[self.roots[r]] = pool.pop()
+        for r in copied:
+            self._copy_root(r, actions[r] or [], roots[r], pool, memo)
+        assert not pool, "clone counted more tables than it copied"
+        keys = [
+            key
+            for r, acts in actions.items()
+            for key in (
+                [(r, -1)] if acts is None else [(r, i) for i, a in enumerate(acts) if a == "share"]
+            )
+        ]
+        self.shared.update(keys)
+        child = AddressSpace(self.mode, self.mem, self.frames, roots=roots, owned=owned)
+        child.lender = (self, keys)
+        return child
+
+    def _release_shares(self, keys: list[tuple[int, int]]) -> Flush:
+        """A clone stopped sharing ``keys``: free the tables below them that emptied meanwhile."""
+        flush = Flush("release shared tables", tables_freed=True)
+        for key in keys:
+            self.shared[key] -= 1
+            if self.shared[key] > 0:
+                continue
+            del self.shared[key]
+            r, i = key
+            half = self._root_half(r)
+            top = half.levels[0]
+            base = self._table_base(half)
+            indices = range(top.entries) if i < 0 else [i]
+            for j in indices:
+                if self._prune(self.roots[r], half, 0, j):
+                    flush = flush | Flush("release", ((base + (j << top.shift), top.span),))
+        return flush
+
+    def _prune(self, table: int, half: Half, depth: int, i: int) -> bool:
+        """Free the empty owned tables below entry ``i`` of ``table``; True if any went."""
+        level = half.levels[depth]
+        entry_pa = table + i * self._esize
+        raw = self._read(entry_pa)
+        if not raw & 1 or depth == len(half.levels) - 1:
+            return False
+        entry = self.mode.decode(raw, level)
+        if entry.kind is not EntryKind.TABLE or entry.fault is not None:
+            return False
+        child_level = half.levels[depth + 1]
+        freed = False
+        if depth + 1 < len(half.levels) - 1:
+            raws = self._slice(entry.address, 0, child_level.entries)
+            for j in np.flatnonzero(raws & np.uint64(1)).tolist():
+                freed |= self._prune(entry.address, half, depth + 1, j)
+        children = self._slice(entry.address, 0, child_level.entries)
+        if entry.address in self.owned and not (children & np.uint64(1)).any():
+            self._write(entry_pa, 0)
+            self._free_table(entry.address)
+            freed = True
+        return freed
 
     def _root_ids(self) -> list[int]:
         return sorted({h.root for h in self.mode.halves})
@@ -586,9 +684,13 @@ class TableEditor:
             if act == "skip" or not raw & 1:
                 continue
             entry = self.mode.decode(raw, top)
-            if act == "copy" and entry.kind is EntryKind.TABLE and entry.fault is None:
-                new = self._copy_table(entry.address, half, 1, pool, memo)
-                raw = self._retarget(raw, top, entry.address, new)
+            if entry.kind is EntryKind.TABLE and entry.fault is None:
+                if entry.address == self.roots[r]:
+                    # A self-map entry follows its own space, shared half or not.
+                    raw = self._retarget(raw, top, entry.address, new_root)
+                elif act == "copy" and self.mem.is_ram(entry.address, self.table_bytes):
+                    new = self._copy_table(entry.address, half, 1, pool, memo)
+                    raw = self._retarget(raw, top, entry.address, new)
             out[i] = raw
         self.mem.write_table(new_root, out, self._esize)
 
