@@ -69,10 +69,67 @@ class BatchResult:
         return [FAULT_KINDS[c] or None for c in self.fault.tolist()]
 
 
+#: the implementations :func:`translate_batch` can use
+IMPLS = ("auto", "compiled", "numpy")
+
+
 def translate_batch(
+    mem: BatchReader,
+    mode: PagingMode,
+    roots: Sequence[int],
+    vas: npt.ArrayLike,
+    *,
+    impl: str = "auto",
+) -> BatchResult:
+    """Translate every address in ``vas`` (any integer array, taken as uint64).
+
+    Args:
+        impl: ``auto`` (the compiled walker of :mod:`pagewalk.fast` when it is built and fits
+            the memory and mode, else numpy), ``compiled`` (that or an error) or ``numpy``.
+
+    Raises:
+        ConfigError: ``impl="compiled"`` where there is no compiled path, or an unknown impl.
+    """
+    return Translator(mem, mode, roots, impl=impl).translate(vas)
+
+
+class Translator:
+    """Batch translation through one memory, mode and set of roots, called once per chunk.
+
+    It picks the implementation once (see :func:`translate_batch`), so streaming many chunks
+    pays the set-up, and the compiled path's learning of entry shapes, only once.
+    """
+
+    def __init__(
+        self, mem: BatchReader, mode: PagingMode, roots: Sequence[int], *, impl: str = "auto"
+    ) -> None:
+        from pagewalk.errors import ConfigError
+
+        if impl not in IMPLS:
+            raise ConfigError(f"unknown batch implementation {impl!r} (use {', '.join(IMPLS)})")
+        self.mem, self.mode, self.roots = mem, mode, tuple(roots)
+        self._compiled = None
+        if impl != "numpy":
+            from pagewalk import fast
+
+            self._compiled = fast.compiled_walker(mem, mode, self.roots)
+            if self._compiled is None and impl == "compiled":
+                raise ConfigError(
+                    "no compiled batch walker here (not built, or this memory/mode has no fast "
+                    "path); use impl='numpy'"
+                )
+        self.impl = "numpy" if self._compiled is None else "compiled"
+
+    def translate(self, vas: npt.ArrayLike) -> BatchResult:
+        """Translate every address in ``vas``."""
+        if self._compiled is not None:
+            return self._compiled.translate(vas)
+        return _translate_numpy(self.mem, self.mode, self.roots, vas)
+
+
+def _translate_numpy(
     mem: BatchReader, mode: PagingMode, roots: Sequence[int], vas: npt.ArrayLike
 ) -> BatchResult:
-    """Translate every address in ``vas`` (any integer array, taken as uint64)."""
     va = np.asarray(vas, dtype=np.uint64).ravel()
     n = va.size
     out = BatchResult(

@@ -1,0 +1,260 @@
+"""The compiled fast path of batch translation, optional at import.
+
+:class:`CompiledWalker` runs :mod:`pagewalk.batch`'s walk in C (``_walk.c``, loaded with
+ctypes): every address goes through every level in one compiled loop, with no numpy temporaries.
+The C code knows no architecture. Each mode arrives as numbers (:mod:`pagewalk.fast._rules`),
+and what an entry *means* comes from per-level hash tables of entry shapes (raw value with the
+address bits cleared) whose verdicts the scalar codec writes: the first time the loop meets a
+shape it stops that walk and reports a miss, Python decodes the shape with ``mode.decode``, and
+the walk runs again. So the fast path reaches the reference's verdicts by construction (Intel SDM
+vol. 3A ch. 4, Arm ARM D8, RISC-V privileged spec), and a property test checks it on every mode.
+
+When the library is not built (no C compiler at install time), the mode cannot be reduced to
+numbers, or the memory is not one of the known byte-array backends, :func:`compiled_walker`
+returns None and callers use numpy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pagewalk.batch import _CODE, NO_PA, BatchResult
+from pagewalk.fast import _native
+from pagewalk.fast._rules import MASK64, LevelRules, level_rules
+from pagewalk.formats.base import EntryKind, Level, PagingMode, U64Array
+
+_LIB = _native.load()
+#: whether the compiled walker was built and loads
+AVAILABLE = _LIB is not None
+#: addresses per call into C (bounds the miss buffers)
+CALL_CHUNK = 1 << 16
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+class ShapeTable:
+    """An open-addressing hash table of entry shapes, laid out as ``_walk.c`` reads it.
+
+    ``vals[h]`` is 0 for an empty slot, else ``0x80 | fault_code << 1 | leaf``.
+    """
+
+    def __init__(self, log_cap: int = 5) -> None:
+        self.log_cap = log_cap
+        self.keys = np.zeros(1 << log_cap, dtype=np.uint64)
+        self.vals = np.zeros(1 << log_cap, dtype=np.uint8)
+        self.count = 0
+
+    def _slot(self, key: int) -> int:
+        mask = (1 << self.log_cap) - 1
+        h = ((key * _GOLDEN) & MASK64) >> (64 - self.log_cap)
+        while self.vals[h] and int(self.keys[h]) != key:
+            h = (h + 1) & mask
+        return h
+
+    def get(self, key: int) -> int | None:
+        """The stored value for ``key``, or None."""
+        h = self._slot(key)
+        return int(self.vals[h]) if self.vals[h] else None
+
+    def insert(self, key: int, val: int) -> bool:
+        """Store ``key`` (True if it was new); the table doubles at half load."""
+        h = self._slot(key)
+        if self.vals[h]:
+            return False
+        if 2 * (self.count + 1) > len(self.vals):
+            old = [(int(k), int(v)) for k, v in zip(self.keys, self.vals, strict=True) if v]
+            self.__init__(self.log_cap + 1)  # type: ignore[misc]
+            for k, v in old:
+                self.insert(k, v)
+            h = self._slot(key)
+        self.keys[h], self.vals[h] = key, val
+        self.count += 1
+        return True
+
+
+@dataclass
+class ModePlan:
+    """A mode reduced to numbers, with its shape tables (shared by every walk of the mode)."""
+
+    rules: dict[Level, LevelRules]
+    shapes: dict[Level, ShapeTable] = field(default_factory=dict)
+
+
+_PLANS: weakref.WeakKeyDictionary[PagingMode, ModePlan | None] = weakref.WeakKeyDictionary()
+
+
+def plan_for(mode: PagingMode) -> ModePlan | None:
+    """The mode's plan (cached per mode object), or None if it cannot be reduced."""
+    if mode in _PLANS:
+        return _PLANS[mode]
+    rules: dict[Level, LevelRules] = {}
+    plan: ModePlan | None = ModePlan(rules)
+    if len(mode.halves) > 2 or mode.entry_size not in (4, 8):
+        plan = None
+    for half in mode.halves:
+        if len(half.levels) > _native.MAX_LEVELS:
+            plan = None
+        for level in half.levels:
+            found = level_rules(mode, level)
+            if found is None:
+                plan = None
+            else:
+                rules[level] = found
+    if plan is not None:
+        plan.shapes = {level: ShapeTable() for level in rules}
+    _PLANS[mode] = plan
+    return plan
+
+
+def memory_segments(mem: Any) -> tuple[npt.NDArray[np.uint8], list[tuple[int, int, int]]] | None:
+    """The bytes of ``mem`` and its ``(start, end, file offset - PA)`` segments, or None.
+
+    Only the two byte-array backends qualify: simulated memory and dump files (raw, ELF core,
+    inflated compressed dumps).
+    """
+    from pagewalk.memory.dump import FileMemory
+    from pagewalk.memory.physical import PhysicalMemory
+
+    if isinstance(mem, PhysicalMemory):
+        return mem.array(), [(r.base, r.end, 0) for r in mem.regions]
+    if isinstance(mem, FileMemory):
+        # FileMemory keeps its mapped bytes private; the walk only reads them.
+        buf: npt.NDArray[np.uint8] = mem._u8
+        return buf, [(s.pa, s.pa + s.size, s.offset - s.pa) for s in mem.segments]
+    return None
+
+
+class CompiledWalker:
+    """Batch translation through one memory, mode and set of roots, in compiled code.
+
+    Build it with :func:`compiled_walker`; call :meth:`translate` as often as needed (the
+    command-line streaming reuses one walker for every chunk).
+    """
+
+    def __init__(
+        self,
+        mem: Any,
+        mode: PagingMode,
+        roots: Sequence[int],
+        plan: ModePlan,
+        view: tuple[npt.NDArray[np.uint8], list[tuple[int, int, int]]],
+    ) -> None:
+        assert _LIB is not None
+        self.mode, self.plan = mode, plan
+        self._fn = _LIB.pw_translate
+        self._buf, segs = view  # keeps the bytes alive as long as the walker
+        w = _native.PwWalker()
+        w.buf = self._buf.ctypes.data
+        for i, (start, end, delta) in enumerate(segs):
+            w.seg_start[i], w.seg_end[i], w.seg_delta[i] = start, end, delta
+        w.nseg, w.esize, w.nhalves = len(segs), mode.entry_size, len(mode.halves)
+        w.nc_code = _CODE[mode.non_canonical_kind]
+        w.nc_level = -1 if mode.non_canonical_level is None else mode.non_canonical_level
+        w.np_code, w.bad_code = _CODE[mode.not_present_kind], _CODE["bad-table"]
+        self._where: list[Level] = [mode.halves[0].levels[0]] * 16
+        for h, half in enumerate(mode.halves):
+            c = w.halves[h]
+            c.lo, c.hi = half.va_start, half.va_end - 1
+            tbi = getattr(mode, "tbi", None)
+            c.tbi = int(bool(tbi is not None and tbi[half.root]))
+            c.split55 = int(mode.name == "aarch64")
+            c.root_index, c.root, c.nlevels = half.root, roots[half.root], len(half.levels)
+            early = mode.root_fault(roots[half.root], half)
+            c.early_code = _CODE[early[0]] if early is not None else 0
+            for li, level in enumerate(half.levels):
+                self._where[h * 8 + li] = level
+                self._fill_level(c.levels[li], level)
+        self._w = w
+        self._miss_idx = np.empty(CALL_CHUNK, np.int64)
+        self._miss_where = np.empty(CALL_CHUNK, np.int32)
+        self._miss_raw = np.empty(CALL_CHUNK, np.uint64)
+
+    def _fill_level(self, lv: _native.PwLevel, level: Level) -> None:
+        r = self.plan.rules[level]
+        lv.index_mask, lv.shift, lv.number = level.mask, level.shift, level.number
+        lv.leaf_rule, lv.leaf_bits, lv.leaf_size = r.leaf_rule, r.leaf_bits, level.leaf_size
+        for leaf in (0, 1):
+            lv.shape_mask[leaf] = r.shape_mask[leaf]
+            pairs = list(r.fields[leaf]) + [(0, 0)] * (2 - len(r.fields[leaf]))
+            for g, (mask, shift) in enumerate(pairs):
+                lv.amask[leaf][g], lv.ashift[leaf][g] = mask, shift
+        self._point_shapes(lv, level)
+
+    def _point_shapes(self, lv: _native.PwLevel, level: Level) -> None:
+        table = self.plan.shapes[level]
+        lv.keys, lv.vals = table.keys.ctypes.data, table.vals.ctypes.data
+        lv.hmask, lv.hshift = len(table.vals) - 1, 64 - table.log_cap
+
+    def _learn(self, where: npt.NDArray[np.int32], raws: U64Array) -> None:
+        """Decode every new shape among the misses with the scalar codec."""
+        learned = False
+        for w in np.unique(where).tolist():
+            level = self._where[w]
+            rules, table = self.plan.rules[level], self.plan.shapes[level]
+            mine = raws[where == w]
+            hit = (mine & np.uint64(rules.leaf_bits)) != 0
+            leafy = {0: False, 1: True, 2: hit, 3: ~hit}[rules.leaf_rule]
+            keys = np.where(
+                leafy, mine & np.uint64(rules.shape_mask[1]), mine & np.uint64(rules.shape_mask[0])
+            )
+            uniq, first = np.unique(keys, return_index=True)
+            for key, rep in zip(uniq.tolist(), first.tolist(), strict=True):
+                entry = self.mode.decode(int(mine[rep]), level)
+                code = _CODE.get(entry.fault, _CODE["reserved"]) if entry.fault else 0
+                val = 0x80 | (code << 1) | int(entry.kind is EntryKind.LEAF)
+                learned |= table.insert(int(key), val)
+        if not learned:
+            raise AssertionError("compiled walker missed on shapes it already knows")
+        for h, half in enumerate(self.mode.halves):
+            for li, level in enumerate(half.levels):
+                self._point_shapes(self._w.halves[h].levels[li], level)
+
+    def translate(self, vas: npt.ArrayLike) -> BatchResult:
+        """Translate every address (any integer array, taken as uint64)."""
+        va = np.ascontiguousarray(np.asarray(vas, dtype=np.uint64).ravel())
+        n = va.size
+        out = BatchResult(
+            np.empty(n, np.uint64), np.empty(n, np.uint64), np.empty(n, np.int8),
+            np.empty(n, np.int8),
+        )  # fmt: skip
+        walker = ctypes.byref(self._w)
+        miss = (self._miss_idx.ctypes.data, self._miss_where.ctypes.data)
+        miss_raw = self._miss_raw.ctypes.data
+        for start in range(0, n, CALL_CHUNK):
+            count = min(CALL_CHUNK, n - start)
+            ptrs = (
+                va.ctypes.data + 8 * start,
+                out.pa.ctypes.data + 8 * start,
+                out.page_size.ctypes.data + 8 * start,
+                out.fault.ctypes.data + start,
+                out.level.ctypes.data + start,
+            )
+            idx: npt.NDArray[np.int64] | None = None
+            while True:
+                idx_ptr = None if idx is None else idx.ctypes.data
+                misses = int(self._fn(walker, ptrs[0], idx_ptr, count, *ptrs[1:], *miss, miss_raw))
+                if not misses:
+                    break
+                self._learn(self._miss_where[:misses], self._miss_raw[:misses])
+                idx, count = self._miss_idx[:misses].copy(), misses
+        return out
+
+
+def compiled_walker(mem: Any, mode: PagingMode, roots: Sequence[int]) -> CompiledWalker | None:
+    """A compiled walker for this memory, mode and roots, or None when there is no fast path."""
+    if _LIB is None:
+        return None
+    plan = plan_for(mode)
+    view = memory_segments(mem)
+    if plan is None or view is None or len(view[1]) > _native.MAX_SEGS:
+        return None
+    return CompiledWalker(mem, mode, roots, plan, view)
+
+
+__all__ = ["AVAILABLE", "NO_PA", "CompiledWalker", "compiled_walker", "plan_for"]
