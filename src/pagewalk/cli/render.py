@@ -3,7 +3,8 @@
 Colours follow the permission class people scan for first: writable+executable (red, the W^X
 finding), executable (yellow), writable (green), read-only (plain); user pages are marked. The
 fields shown per entry are the manual's names (Intel SDM vol. 3A tables 4-4..4-20, Arm ARM D8
-descriptor fields, RISC-V PTE bits) as the mode's codec reports them.
+descriptor fields, RISC-V PTE bits) as the mode's codec reports them. The inspectors' reports
+(lint, diff, stats, find-roots) and a Linux ``ptdump``-style text are drawn here too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from rich.text import Text
 
 from pagewalk.errors import hx
 from pagewalk.formats.base import MemType, PagingMode, Perm
+from pagewalk.inspect.diff import Change
+from pagewalk.inspect.lint import Finding
 from pagewalk.inspect.mappings import Mapping
+from pagewalk.inspect.roots import Candidate
+from pagewalk.inspect.stats import Stats
 from pagewalk.walk import Walk
 
 
@@ -107,4 +112,110 @@ def mappings_table(rows: Iterable[Mapping], mode: PagingMode) -> Table:
             Text(m.perm.letters(), style=perm_style(m.perm)),
             memtype_text(m.memtype),
         )
+    return table
+
+
+# ------------------------------------------------------------------ reports of the inspectors
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def lint_table(findings: Iterable[Finding]) -> Table:
+    """Findings: severity, code, VA, level, entry PA, raw entry, message."""
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("severity", "code", "va", "level", "entry PA", "raw", "finding"):
+        table.add_column(col, no_wrap=col != "finding")
+    for f in findings:
+        table.add_row(
+            Text(f.severity, style=_SEVERITY_STYLE[f.severity]),
+            f.code,
+            "" if f.va is None else hx(f.va),
+            f.level or "",
+            "" if f.entry_pa is None else hx(f.entry_pa),
+            "" if f.raw is None else f"{f.raw:#x}",
+            f.message,
+        )
+    return table
+
+
+def diff_table(changes: Iterable[Change]) -> Table:
+    """Added, removed and changed ranges, permission changes called out."""
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("", "virtual", "size", "A", "B", "what"):
+        table.add_column(col, no_wrap=True)
+    marks = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow")}
+    for c in changes:
+        mark, style = marks[c.kind]
+        perm_a = Text(c.perm_a.letters(), style=perm_style(c.perm_a)) if c.perm_a else Text("")
+        perm_b = Text(c.perm_b.letters(), style=perm_style(c.perm_b)) if c.perm_b else Text("")
+        what = ", ".join(c.what)
+        if c.perm_change:
+            what = f"PERM {c.perm_change}" + (f"; {what}" if what != "perm" else "")
+        if "pa" in c.what:
+            what += f" (PA {hx(c.pa_a or 0)} -> {hx(c.pa_b or 0)})"
+        table.add_row(Text(mark, style=style), hx(c.va), size_text(c.size), perm_a, perm_b, what)
+    return table
+
+
+def stats_table(report: Stats) -> Table:
+    """Tables and leaves per level, bytes, promotable tables."""
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("level", "tables", "bytes", "valid entries", "leaves", "leaf size", "promotable"):
+        table.add_column(col, justify="left" if col == "level" else "right")
+    for s in report.levels.values():
+        promo = f"{s.promotable} -> {size_text(s.promote_to)}" if s.promotable else "0"
+        table.add_row(
+            s.name,
+            str(s.tables),
+            size_text(s.bytes),
+            str(s.valid_entries),
+            str(s.leaves),
+            size_text(s.leaf_size) if s.leaf_size else "",
+            promo,
+        )
+    return table
+
+
+def ptdump_lines(rows: Iterable[Mapping], mode: PagingMode) -> Iterable[str]:
+    """Linux ``kernel_page_tables``-style lines: range, size, attribute words, level name."""
+    names = {4096: "pte", 2 << 20: "pmd", 1 << 30: "pud", 4 << 20: "pmd", 512 << 20: "pmd"}
+    width = 16 if mode.entry_size == 8 else 8
+    upper = mode.halves[-1].va_start if len(mode.halves) > 1 else None
+    section = None
+    for m in rows:
+        now = "Kernel Space" if upper is not None and m.va >= upper else "User Space"
+        if upper is not None and now != section:
+            section = now
+            yield f"---[ {now} ]---"
+        size = _ptdump_size(m.size)
+        words = [
+            "USR" if m.perm & Perm.USER else "   ",
+            "RW" if m.perm & Perm.WRITE else "ro",
+            "GLB" if m.perm & Perm.GLOBAL else "   ",
+            "x " if m.perm & Perm.EXEC else "NX",
+            memtype_text(m.memtype).upper()[:6].ljust(6),
+        ]
+        level = names.get(m.page_size, size_text(m.page_size))
+        yield f"0x{m.va:0{width}x}-0x{m.end:0{width}x} {size:>10}  {' '.join(words)} {level}"
+
+
+def _ptdump_size(size: int) -> str:
+    value, unit = size >> 10, "K"
+    for nxt in ("M", "G", "T"):
+        if value % 1024:
+            break
+        value, unit = value // 1024, nxt
+    return f"{value}{unit}"
+
+
+def roots_table(cands: Iterable[Candidate], known: dict[int, str]) -> Table:
+    """Root candidates, best first, marking the ones the registers name."""
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("rank", "PA", "as", "score", "valid", "low/high", "leaf+empty/walks", "note"):
+        table.add_column(col, no_wrap=True)
+    for i, c in enumerate(cands, 1):
+        note = ("recursive slot; " if c.self_ref else "") + known.get(c.pa, "")
+        table.add_row(
+            str(i), hx(c.pa), c.half, f"{c.score:.2f}", str(c.valid),
+            f"{c.low}/{c.high}", f"{c.good}+{c.empty}/{c.walks}", note,
+        )  # fmt: skip
     return table

@@ -7,7 +7,8 @@ ch. 4; Arm ARM D8; RISC-V privileged spec), and computes effective permissions o
 with the mode's rules. Tables reached more than once (shared kernel halves, KASAN-style shadow,
 recursive slots) are enumerated once per (table, level, inherited permission) and their result
 is reused; the count of reuses is reported. The walk's depth is fixed, so tables that point to
-themselves cannot make it loop.
+themselves cannot make it loop. A :class:`~pagewalk.inspect.filters.Filter` prunes during the
+walk: subtrees whose permission cap or level cannot match are never read.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pagewalk.formats.base import Entry, Half, MemType, PagingMode, Perm, U64Array
+from pagewalk.inspect.filters import Filter
 from pagewalk.walk import EntryReader
 
 
@@ -41,6 +43,8 @@ class Mapping:
         page_size: the size of every leaf in the range.
         perm: effective permission over all levels.
         memtype: the leaves' memory type.
+        attrs: with ``raw_attrs``, the leaves' raw bits outside the address field (every leaf
+            of the range has exactly these), else None.
     """
 
     va: int
@@ -49,6 +53,7 @@ class Mapping:
     page_size: int
     perm: Perm
     memtype: MemType | str | None
+    attrs: int | None = None
 
     @property
     def end(self) -> int:
@@ -78,6 +83,7 @@ class Mapping:
             and other.page_size == self.page_size
             and other.perm == self.perm
             and other.memtype == self.memtype
+            and other.attrs == self.attrs
         )
 
 
@@ -91,6 +97,7 @@ class EnumStats:
     memo_hits: int = 0
     bad_tables: int = 0
     faulty_entries: int = 0
+    pruned: int = 0
 
 
 @dataclass
@@ -100,6 +107,8 @@ class _Walker:
     half: Half
     lo: int
     hi: int
+    filt: Filter = field(default_factory=Filter)
+    raw_attrs: bool = False
     memo_ok: set[tuple[int, int]] = field(default_factory=set)
     memo: dict[tuple[int, int, Perm], list[Mapping]] = field(default_factory=dict)
     stats: EnumStats = field(default_factory=EnumStats)
@@ -112,12 +121,17 @@ def mappings(
     *,
     va_range: tuple[int, int] | None = None,
     stats: EnumStats | None = None,
+    filt: Filter | None = None,
+    raw_attrs: bool = False,
 ) -> Iterator[Mapping]:
     """Every mapping of the tables, merged, in VA order (low half first).
 
     Args:
         va_range: only ``[lo, hi)``; subtrees outside it are never read.
         stats: filled with counts as the enumeration runs.
+        filt: permissions, PA window and page sizes to keep; applied during the walk.
+        raw_attrs: merge only leaves whose raw attribute bits are equal, and report them in
+            :attr:`Mapping.attrs` (what a per-entry listing such as ``info tlb`` needs).
     """
     stats = stats if stats is not None else EnumStats()
     lo, hi = va_range if va_range is not None else (0, 1 << 64)
@@ -126,8 +140,10 @@ def mappings(
         s_lo, s_hi = max(lo, half.va_start), min(hi, half.va_end)
         if s_lo >= s_hi:
             continue
-        walker = _Walker(mem, mode, half, s_lo, s_hi, stats=stats)
         root = roots[half.root]
+        if mode.root_fault(root, half) is not None:
+            continue
+        walker = _Walker(mem, mode, half, s_lo, s_hi, filt or Filter(), raw_attrs, stats=stats)
         walker.memo_ok = _shared_tables(walker, root)
         top = half.levels[0]
         base = half.va_start & ~((1 << (top.shift + top.bits)) - 1)
@@ -165,9 +181,12 @@ def _shared_tables(w: _Walker, root: int) -> set[tuple[int, int]]:
 def _table(w: _Walker, table: int, depth: int, base: int, path: list[Entry]) -> Iterator[Mapping]:
     """Mappings under ``table`` (at ``depth``, covering VAs from ``base``), in VA order."""
     level = w.half.levels[depth]
-    cap = w.mode.effective(path) if path else Perm(0xF)
+    cap = w.mode.effective(path, w.half) if path else Perm(0xF)
     key = (table, depth, cap)
     shared = (table, depth) in w.memo_ok
+    if not w.filt.table_may_match(cap, w.half, depth):
+        w.stats.pruned += 1
+        return
     if shared and key in w.memo:
         w.stats.memo_hits += 1
         for rel in w.memo[key]:
@@ -227,8 +246,9 @@ def _leaf_runs(
     addr = w.mode.np_address(leaves, level, leaf=True)
     keys = leaves & np.uint64(~w.mode.address_mask(level, True) & ((1 << 64) - 1))
     uniq, inverse = np.unique(keys, return_inverse=True)
-    classes: dict[tuple[Perm, Any], int] = {}
-    attrs: list[tuple[Perm, Any] | None] = []
+    classes: dict[tuple[Perm, Any, int | None], int] = {}
+    attrs: list[tuple[Perm, Any, int | None]] = []
+    size_ok = w.filt.size_ok(span)
     class_of = np.empty(uniq.size, dtype=np.int64)
     for u in range(uniq.size):
         rep = int(leaves[int(np.argmax(inverse == u))])
@@ -236,13 +256,21 @@ def _leaf_runs(
         if entry.fault is not None:
             class_of[u] = -1
             continue
-        attr = (w.mode.effective([*path, entry]), entry.memtype)
+        perm = w.mode.effective([*path, entry], w.half)
+        if not (size_ok and w.filt.perm_ok(perm)):
+            class_of[u] = -2
+            continue
+        attr = (perm, entry.memtype, int(uniq[u]) if w.raw_attrs else None)
         class_of[u] = classes.setdefault(attr, len(classes))
         if class_of[u] == len(attrs):
             attrs.append(attr)
     cls = class_of[inverse]
-    ok = (cls >= 0) & ((addr & np.uint64(span - 1)) == 0)
+    ok = (cls != -1) & ((addr & np.uint64(span - 1)) == 0)
     w.stats.faulty_entries += int((~ok).sum())
+    ok &= cls >= 0
+    pa_ok = w.filt.pa_mask(addr, span)
+    if pa_ok is not None:
+        ok &= pa_ok
     if not ok.all():
         idx, addr, cls = idx[ok], addr[ok], cls[ok]
     if not idx.size:
@@ -251,6 +279,6 @@ def _leaf_runs(
     starts = np.concatenate(([0], np.flatnonzero(breaks) + 1))
     ends = np.concatenate((starts[1:], [idx.size]))
     for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        perm, memtype = attrs[int(cls[s])] or (Perm.NONE, None)
+        perm, memtype, raw = attrs[int(cls[s])]
         va = base + (int(idx[s]) << level.shift)
-        yield Mapping(va, (e - s) * span, int(addr[s]), span, perm, memtype)
+        yield Mapping(va, (e - s) * span, int(addr[s]), span, perm, memtype, raw)

@@ -1,0 +1,186 @@
+"""Lint page tables: risky permissions, malformed entries and malformed trees, each pinned down.
+
+Every finding has a severity and names the exact entry (level, entry PA, raw value) or range:
+
+- permissions (over every level, as the mode computes them: Intel SDM vol. 3A §4.6, Arm ARM
+  D8.4): writable and executable mappings; user-accessible pages in the kernel half; user-writable
+  frames also mapped for the kernel outside its linear map (the largest supervisor mapping with
+  one VA-PA offset, which aliases all RAM by design);
+- entries: reserved bits set (the codec's reason), huge pages whose PA is not aligned to their
+  size, leaves that point outside RAM (info: often MMIO);
+- trees (from :mod:`pagewalk.inspect.tables`): recursive slots, cycles, one frame at two levels,
+  tables outside RAM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pagewalk.formats.base import PagingMode, Perm
+from pagewalk.inspect.mappings import Mapping, TableReader, mappings
+from pagewalk.inspect.reverse import ReverseMap
+from pagewalk.inspect.tables import Tables, Visit
+
+SEVERITIES = ("error", "warning", "info")
+_EVENT_SEVERITY = {"recursive": "info", "cycle": "error", "two-levels": "warning"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One lint finding."""
+
+    severity: str
+    code: str
+    message: str
+    va: int | None = None
+    level: str | None = None
+    entry_pa: int | None = None
+    raw: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The finding as JSON (numbers as integers)."""
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "va": self.va,
+            "level": self.level,
+            "entry_pa": self.entry_pa,
+            "raw": self.raw,
+        }
+
+
+def lint(mem: TableReader, mode: PagingMode, roots: Sequence[int]) -> list[Finding]:
+    """All findings, errors first, then by VA."""
+    found = list(_entries(mem, mode, roots))
+    rows = list(mappings(mem, mode, roots))
+    found += _perms(rows, mode)
+    order = {s: i for i, s in enumerate(SEVERITIES)}
+    return sorted(found, key=lambda f: (order[f.severity], f.va or 0, f.code))
+
+
+def _entries(mem: TableReader, mode: PagingMode, roots: Sequence[int]) -> Iterator[Finding]:
+    tables = Tables(mem, mode, roots)
+    for visit in tables.visit():
+        yield from _table_findings(mem, mode, visit)
+    for ev in tables.events:
+        sev = "error" if ev.kind == "outside-ram" else _EVENT_SEVERITY[ev.kind]
+        yield Finding(sev, ev.kind, ev.detail, ev.va, ev.level.name, ev.entry_pa, ev.raw)
+
+
+def _table_findings(mem: TableReader, mode: PagingMode, visit: Visit) -> Iterator[Finding]:
+    """Reserved bits (one decode per distinct attribute pattern), misaligned and stray leaves."""
+    level, raws = visit.level, visit.raws
+    idx = np.flatnonzero(raws & np.uint64(1))
+    if not idx.size:
+        return
+    valid = raws[idx]
+    leaf = mode.np_is_leaf(valid, level)
+    for is_leaf in (True, False):
+        sel = leaf == is_leaf
+        if not sel.any():
+            continue
+        keys = valid[sel] & np.uint64(~mode.address_mask(level, is_leaf) & ((1 << 64) - 1))
+        _, first = np.unique(keys, return_index=True)
+        for j in first.tolist():
+            i = int(idx[sel][j])
+            yield from _entry_finding(mode, visit, i, int(valid[sel][j]))
+    if leaf.any() and level.leaf_size:
+        yield from _stray_leaves(mem, mode, visit, idx[leaf], valid[leaf])
+
+
+def _entry_finding(mode: PagingMode, visit: Visit, i: int, raw: int) -> Iterator[Finding]:
+    entry = mode.decode(raw, visit.level)
+    if entry.fault is None:
+        return
+    va = mode.canonical(visit.base + (i << visit.level.shift))
+    sev = "error" if entry.fault in ("reserved", "address-size") else "warning"
+    yield Finding(
+        sev,
+        entry.fault,
+        f"{visit.level.name} entry {i}: {entry.reason} (first of its kind in this table)",
+        va,
+        visit.level.name,
+        visit.pa + i * mode.entry_size,
+        raw,
+    )
+
+
+def _stray_leaves(
+    mem: TableReader, mode: PagingMode, visit: Visit, idx: Any, leaves: Any
+) -> Iterator[Finding]:
+    level = visit.level
+    addrs = mode.np_address(leaves, level, True)
+    size = level.leaf_size
+    for i, a, raw in zip(idx.tolist(), addrs.tolist(), leaves.tolist(), strict=True):
+        va = mode.canonical(visit.base + (i << level.shift))
+        at = visit.pa + i * mode.entry_size
+        if size > mode.page_size and a % size:
+            msg = f"{level.name} entry {i}: huge page PA {a:#x} is not aligned to {size:#x}"
+            yield Finding("error", "misaligned", msg, va, level.name, at, raw)
+        elif size > mode.page_size and not mem.is_ram(a, 1):
+            msg = f"{level.name} entry {i}: huge page at PA {a:#x} is outside RAM (MMIO?)"
+            yield Finding("info", "leaf-outside-ram", msg, va, level.name, at, raw)
+    if size == mode.page_size and hasattr(mem, "is_ram_array"):
+        outside = ~mem.is_ram_array(addrs, 1)
+        if outside.any():
+            n = int(outside.sum())
+            j = int(np.argmax(outside))
+            va = mode.canonical(visit.base + (int(idx[j]) << level.shift))
+            msg = f"{n} page(s) of this {level.name} map PAs outside RAM (first {int(addrs[j]):#x})"
+            yield Finding(
+                "info",
+                "leaf-outside-ram",
+                msg,
+                va,
+                level.name,
+                visit.pa + int(idx[j]) * mode.entry_size,
+                int(leaves[j]),
+            )
+
+
+def _perms(rows: Sequence[Mapping], mode: PagingMode) -> Iterator[Finding]:
+    kernel_half = mode.halves[-1].va_start if len(mode.halves) > 1 else None
+    for m in rows:
+        if m.perm & Perm.WRITE and m.perm & Perm.EXEC:
+            who = "user" if m.perm & Perm.USER else "kernel"
+            msg = f"{who} mapping {m.va:#x}+{m.size:#x} is writable and executable (W+X)"
+            yield Finding("warning" if who == "user" else "error", "w+x", msg, m.va)
+        if kernel_half is not None and m.va >= kernel_half and m.perm & Perm.USER:
+            msg = f"kernel-half mapping {m.va:#x}+{m.size:#x} is user-accessible"
+            yield Finding("error", "user-kernel-half", msg, m.va)
+    yield from _shared(rows)
+
+
+def _shared(rows: Sequence[Mapping]) -> Iterator[Finding]:
+    """User-writable frames that the kernel also maps, outside its linear map."""
+    kernel = [m for m in rows if not m.perm & Perm.USER]
+    if not kernel:
+        return
+    by_delta: dict[int, int] = {}
+    for m in kernel:
+        by_delta[m.va - m.pa] = by_delta.get(m.va - m.pa, 0) + m.size
+    linear = max(by_delta, key=lambda d: by_delta[d])
+    rev = ReverseMap(m for m in kernel if m.va - m.pa != linear)
+    for m in rows:
+        if m.perm & Perm.USER and m.perm & Perm.WRITE:
+            hits = rev.overlapping(m.pa, m.pa + m.size)
+            if hits:
+                k = hits[0]
+                msg = (
+                    f"user-writable {m.va:#x}+{m.size:#x} shares frames with kernel mapping "
+                    f"{k.va:#x}+{k.size:#x} ({len(hits)} kernel range(s))"
+                )
+                yield Finding("warning", "user-writable-shared", msg, m.va)
+
+
+def summary(findings: Iterable[Finding]) -> dict[str, int]:
+    """How many findings of each severity."""
+    out = dict.fromkeys(SEVERITIES, 0)
+    for f in findings:
+        out[f.severity] += 1
+    return out
