@@ -188,3 +188,41 @@ def test_every_mode_round_trips_through_an_image(
     data = json.loads(stdout)
     assert data[0]["pa"] == 0x200004
     assert data[1]["pa"] == 0
+
+
+def test_translate_access_checks_carry_the_cpu_fault_code(
+    image: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--access/--user: x86 faults become `protection` with the #PF error code (SDM §4.7)."""
+    code, out, _ = run(
+        ["translate", str(image), "--json", "--access", "write", "--user",
+         "0x10000", "0xffff800000000000", "0x13000"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    rows = json.loads(out)
+    assert rows[0] == {"va": 0x10000, "pa": 0x200000, "page_size": 4096, "fault": None}
+    # User write to a supervisor, read-only 2 MiB page: P=1, W/R=1, U/S=1 -> 0x7, at the PD.
+    assert rows[1]["fault"] == {"kind": "protection", "level": 2, "code": 0x7}
+    # Not present: P=0, W/R=1, U/S=1 -> 0x6.
+    assert rows[2]["fault"]["kind"] == "not-present" and rows[2]["fault"]["code"] == 0x6
+    code, out, _ = run(["translate", str(image), "--json", "--access", "exec", "0x10000"], capsys)
+    # The mapping is user rw- with XD set: a supervisor fetch faults with P|I/D = 0x11.
+    assert json.loads(out)[0]["fault"] == {"kind": "protection", "level": 1, "code": 0x11}
+
+
+def test_translate_access_aarch64_permission_fault(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.format(mode="aarch64", va="0x10000", va2="0xffff000000000000"))
+    out = tmp_path / "m.img"
+    assert run(["build", str(spec), "--out", str(out)], capsys)[0] == 0
+    code, stdout, _ = run(
+        ["translate", str(out), "--json", "--access", "read", "--user", "0xffff000000000000"],
+        capsys,
+    )
+    assert code == 0
+    fault = json.loads(stdout)[0]["fault"]
+    # EL0 read of an EL1-only block at level 2: Permission fault, level 2 (FSC 0b001110).
+    assert fault == {"kind": "permission", "level": 2, "code": 0x0E}

@@ -116,3 +116,21 @@ def test_redox_faults_are_fatal_even_inside_areas() -> None:
     with pytest.raises(ProcessFault) as info:
         kernel.read(proc, va, 4)
     assert "fatal" in info.value.why
+
+
+def test_kernel_runs_through_the_mmu_and_a_forgotten_flush_is_caught() -> None:
+    """The kernel's accesses go through the TLB; a change without its flush is reported."""
+    kernel = Kernel(get_profile("powernex")).boot()
+    proc = kernel.spawn("p")
+    heap = proc.vmas[1].start
+    kernel.write(proc, heap, b"old")
+    hits = kernel.tlb_stats()["hits"]
+    kernel.read(proc, heap, 3)
+    assert kernel.tlb_stats()["hits"] > hits  # served from the TLB
+    new = kernel.data_frame()
+    kernel.mem.write(new, b"new")
+    proc.space.remap(heap, new).ignore()  # the kernel "forgets" the flush
+    assert kernel.read(proc, heap, 3) == b"old"  # the stale entry still wins, as on hardware
+    detector = kernel.mmu.detector
+    assert detector is not None and detector.reports
+    assert "remap without a flush" in str(detector.reports[-1])

@@ -17,9 +17,10 @@ from pagewalk.batch import Translator
 from pagewalk.cli.common import console, emit_json, machine_from
 from pagewalk.cli.machine import Machine, machine_options, parse_int
 from pagewalk.cli.render import print_walk
-from pagewalk.errors import DumpError
+from pagewalk.errors import DumpError, PageFault
 from pagewalk.image import build, load_spec, save
-from pagewalk.walk import walk
+from pagewalk.mmu import check_access
+from pagewalk.walk import Walk, walk
 
 #: addresses per chunk when streaming (8 MiB in, 8 MiB out)
 STREAM_CHUNK = 1 << 20
@@ -41,6 +42,12 @@ STREAM_CHUNK = 1 << 20
     type=click.Path(dir_okay=False),
     help="Write PAs as little-endian u64 (0xFFFFFFFFFFFFFFFF for a fault), one per VA.",
 )
+@click.option(
+    "--access",
+    type=click.Choice(["read", "write", "exec"]),
+    help="Check this access with the full permission rules (faults carry the CPU's code).",
+)
+@click.option("--user", is_flag=True, help="Check the access at user level (CPL3, EL0, U).")
 @click.argument("vas", nargs=-1)
 def translate(
     image: str,
@@ -48,6 +55,8 @@ def translate(
     as_json: bool,
     from_file: str | None,
     to_file: str | None,
+    access: str | None,
+    user: bool,
     **kwargs: Any,
 ) -> None:
     """Translate each VA through IMAGE's tables and show every step of the walk.
@@ -68,13 +77,39 @@ def translate(
         return
     addresses = [parse_int(v, "VA") for v in vas]
     results = [walk(machine.mem, machine.mode, machine.roots, va) for va in addresses]
+    checks = None
+    if access is not None or user:
+        kind = access or "read"
+        checks = [
+            check_access(machine.mem, machine.mode, machine.roots, va, kind, user)
+            for va in addresses
+        ]
     if as_json:
-        emit_json([r.to_json() for r in results])
+        emit_json([_access_json(r, c) for r, c in zip(results, checks or results, strict=True)])
         return
     out = console()
     out.print(machine.describe(), style="dim")
-    for result in results:
+    for i, result in enumerate(results):
         print_walk(out, result, machine.mode)
+        if checks is not None:
+            out.print(_access_text(checks[i], access or "read", user))
+
+
+def _access_json(result: Walk, check: int | PageFault | Walk) -> dict[str, Any]:
+    """The JSON object of one VA: the walk's, or the access check's when one was asked."""
+    if isinstance(check, Walk):
+        return result.to_json()
+    if isinstance(check, PageFault):
+        return {"va": result.va, "pa": None, "page_size": None, "fault": check.to_json()}
+    return {"va": result.va, "pa": check, "page_size": result.page_size, "fault": None}
+
+
+def _access_text(check: int | PageFault, access: str, user: bool) -> str:
+    who = "user" if user else "supervisor"
+    if isinstance(check, PageFault):
+        code = "" if check.code is None else f", code {check.code:#x}"
+        return f"[bold red]{who} {access}: {check.kind} fault{code}[/]: {check.reason}"
+    return f"[green]{who} {access}: allowed[/] -> {check:#x}"
 
 
 @click.command(name="build")

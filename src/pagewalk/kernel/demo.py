@@ -43,6 +43,12 @@ class DemoReport:
         return all(c.ok for c in self.checks)
 
 
+def _code(exc: ProcessFault) -> str:
+    """The architecture's fault code, for the report."""
+    code = exc.fault.code
+    return "" if code is None else f" (code {hx(code)})"
+
+
 def _fault_json(exc: ProcessFault) -> dict[str, Any]:
     out = exc.fault.to_json()
     out.update({"va": exc.fault.va, "access": exc.fault.access, "why": exc.why})
@@ -159,7 +165,7 @@ def _isolation(kernel: Kernel, a: Process, b: Process, heap: int) -> list[Check]
             Check(
                 "isolation: kernel pages",
                 True,
-                f"user read of kernel {hx(kva)}: {exc.fault.kind} fault",
+                f"user read of kernel {hx(kva)}: {exc.fault.kind} fault{_code(exc)}",
                 _fault_json(exc),
             )
         )

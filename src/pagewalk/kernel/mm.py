@@ -23,13 +23,16 @@ from pagewalk.alloc.base import FRAME_SIZE, Usage
 from pagewalk.errors import NotMappedError, PageFault, PagingError, hx
 from pagewalk.flush import Flush
 from pagewalk.formats import MemType, PagingMode, Perm, make_mode
+from pagewalk.formats.x86 import CR4_PCIDE, CR4_PGE, X86Mode
 from pagewalk.inspect.mappings import mappings
 from pagewalk.kernel.frames import FrameRefs
 from pagewalk.memory.memmap import MemoryMap
 from pagewalk.memory.physical import PhysicalMemory
+from pagewalk.mmu import MMU, X86Regs
 from pagewalk.mmu.cpu import CPU
+from pagewalk.mmu.regs import Regs
 from pagewalk.space import AddressSpace
-from pagewalk.walk import Walk, walk
+from pagewalk.walk import Walk
 
 if TYPE_CHECKING:
     from pagewalk.kernel.profile import Profile
@@ -129,7 +132,8 @@ class Kernel:
         regions = [(r.base, r.length) for r in self.memmap.regions]
         self.mem = PhysicalMemory(regions=_merge(regions))
         self.mode: PagingMode = make_mode(profile.mode)
-        self.cpu = CPU(self.mode)
+        self.mmu = MMU(self.mem, self.mode, regs=_cpu_regs(self.mode), checking=True)
+        self.cpu: CPU = self.mmu.cpu
         self.events: list[Event] = []
         self.frames = profile.make_allocator(self)
         self.refs = FrameRefs(self.frames)
@@ -140,8 +144,9 @@ class Kernel:
         self.processes: dict[int, Process] = {}
         self.current: Process | None = None
         self.shared: list[SharedMemory] = []
-        self.flush_sink: Callable[[Flush], None] = lambda f: f.ignore()
-        self.access_checker: Callable[[int, str, bool], int] = self._walk_check
+        self.flush_sink: Callable[[Flush], None] = lambda f: f.apply(self.mmu)
+        self.access_checker: Callable[[int, str, bool], int] = self.mmu.access
+        self.stats_source: Callable[[], dict[str, Any]] = self._tlb_stats
         self._pids = itertools.count(1)
         self._shm_ids = itertools.count(1)
 
@@ -165,7 +170,7 @@ class Kernel:
         for m in p.early_mappings(self):
             self.flush(self.early_space.map_range(m.va, m.pa, m.size, m.perm))
             self.log("early", f"early map {m.name}: {hx(m.va)}+{hx(m.size)} -> {hx(m.pa)}")
-        self.early_space.install(self.cpu)
+        self.mmu.attach(self.early_space)
         self.flush(Flush("install early tables", everything=True))
         space = AddressSpace(self.mode, self.mem, self.frames)
         self.kernel_maps = p.kernel_mappings(self)
@@ -176,7 +181,7 @@ class Kernel:
                 "kernel", f"map {m.name}: {hx(m.va)}+{hx(m.size)} -> {hx(m.pa)} {m.perm.letters()}"
             )
         self.kernel_space = space
-        space.install(self.cpu)
+        self.mmu.attach(space)
         self.flush(Flush("switch to final kernel tables", everything=True))
         self.log("switch", f"switched to final tables at {hx(space.roots[0])}")
         if not p.keep_early:
@@ -266,33 +271,26 @@ class Kernel:
         faults.write(self, proc, va, data)
 
     def tlb_stats(self) -> dict[str, Any]:
-        """The TLB's statistics, when a TLB model is attached."""
-        stats = getattr(self, "stats_source", None)
-        return dict(stats()) if stats is not None else {}
+        """The TLB's statistics (and the stale-TLB detector's count)."""
+        return self.stats_source()
 
     def check_access(self, va: int, kind: str, user: bool) -> int:
         """One access through the CPU's current tables; raises PageFault."""
         return self.access_checker(va, kind, user)
 
-    def _walk_check(self, va: int, kind: str, user: bool) -> int:
-        """The portable permission check used until an MMU is attached."""
-        result = walk(self.mem, self.mode, self.cpu.roots, va)
-        if result.fault is not None:
-            raise PageFault(
-                va=va, kind=result.fault.kind, level=result.fault.level,
-                reason=result.fault.reason, access=kind, raw_entry=result.fault.raw,
-            )  # fmt: skip
-        need = {"read": Perm.READ, "write": Perm.WRITE, "exec": Perm.EXEC}[kind]
-        if user:
-            need |= Perm.USER
-        missing = need & ~result.perm
-        if missing:
-            raise PageFault(
-                va=va, kind="protection", level=None, access=kind,
-                reason=f"the mapping is {result.perm.letters()}; the access needs {need.letters()}",
-            )  # fmt: skip
-        assert result.pa is not None
-        return result.pa
+    def _tlb_stats(self) -> dict[str, Any]:
+        st = self.mmu.tlb.stats
+        out: dict[str, Any] = {
+            "hits": st.hits,
+            "misses": st.misses,
+            "walks": st.walks,
+            "reads_per_walk": round(st.reads_per_walk, 2),
+            "evictions": st.evictions,
+            "hit_rate": round(st.hit_rate, 3),
+        }
+        if self.mmu.detector is not None:
+            out["stale_uses"] = len(self.mmu.detector.reports)
+        return out
 
     def _kernel(self) -> AddressSpace:
         if self.kernel_space is None:
@@ -404,14 +402,14 @@ class Kernel:
         del self.processes[proc.pid]
         if self.current is proc:
             self.current = None
-            self._kernel().install(self.cpu)
+            self.mmu.attach(self._kernel())
         self.log("process", f"destroyed {proc.name} (pid {proc.pid})")
 
     def switch_to(self, proc: Process) -> None:
         """Load ``proc``'s tables into the CPU, with the profile's switch flush."""
         if self.current is proc:
             return
-        proc.space.install(self.cpu, proc.asid)
+        self.mmu.attach(proc.space, proc.asid)
         self.current = proc
         self.flush(self.profile.switch_flush(proc))
 
@@ -421,6 +419,19 @@ class Kernel:
         return list(
             mappings(self.mem, self.mode, proc.space.roots, va_range=(half.va_start, half.va_end))
         )
+
+
+def _cpu_regs(mode: PagingMode) -> Regs | None:
+    """Control registers for the kernel's CPU: PCIDs and global pages on where the mode has them.
+
+    With CR4.PCIDE a context switch keeps other processes' entries, tagged by PCID, so no flush
+    is needed (Intel SDM vol. 3A §4.10.1); CR4.PGE keeps global kernel entries across CR3 writes.
+    """
+    if mode.name in ("x86_64", "la57") and isinstance(mode, X86Mode):
+        return X86Regs(cr0=mode.cr0, cr4=mode.cr4 | CR4_PCIDE | CR4_PGE)
+    if isinstance(mode, X86Mode):
+        return X86Regs(cr0=mode.cr0, cr4=mode.cr4 | CR4_PGE)
+    return None
 
 
 def _merge(regions: list[tuple[int, int]]) -> list[tuple[int, int]]:

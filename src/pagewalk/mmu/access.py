@@ -23,8 +23,9 @@ at the moment of the access:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
-from pagewalk.errors import PageFault
+from pagewalk.errors import ConfigError, PageFault
 from pagewalk.formats.base import PagingMode
 from pagewalk.formats.x86 import X86Mode
 from pagewalk.mmu.faults import rights_fault, walk_fault
@@ -39,6 +40,7 @@ from pagewalk.mmu.regs import (
     is_user,
 )
 from pagewalk.mmu.walker import EntryMemory, Translation, mark_leaf, walk_access
+from pagewalk.walk import EntryReader
 
 #: (fault kind, reason, caused by an x86 protection key)
 Why = tuple[str, str, bool]
@@ -132,7 +134,7 @@ def refusal(mode: PagingMode, t: Translation, access: str, user: bool, regs: Reg
 
 
 def check_access(
-    mem: EntryMemory,
+    mem: EntryReader,
     mode: PagingMode,
     roots: Sequence[int],
     va: int,
@@ -159,15 +161,18 @@ def check_access(
         RISC-V cause).
     """
     kind, priv = access_kind(access), is_user(user)
+    if update and not hasattr(mem, "write_entry"):
+        raise ConfigError("update=True needs writable memory (A/D bits are written back)")
+    writable = cast(EntryMemory, mem)  # written only when update=True, checked above
     regs = default_regs(mode) if regs is None else regs
     check_regs(mode, regs)
     pge = regs.pge if isinstance(regs, X86Regs) else True
-    result = walk_access(mem, mode, roots, va, pge=pge, update=update)
+    result = walk_access(writable, mode, roots, va, pge=pge, update=update)
     if not isinstance(result, Translation):
         return walk_fault(mode, regs, va, result, kind, priv)
     why = refusal(mode, result, kind, priv, regs)
     if why is not None:
         return rights_fault(mode, regs, va, kind, priv, why, result.level, result.leaf_raw)
     if update:
-        mark_leaf(mem, mode, result, kind == "write", getattr(regs, "svadu", False))
+        mark_leaf(writable, mode, result, kind == "write", getattr(regs, "svadu", False))
     return result.pa_of(va)

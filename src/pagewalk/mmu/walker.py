@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pagewalk.errors import PhysicalMemoryError, hx
 from pagewalk.formats import aarch64 as arm
@@ -41,7 +41,7 @@ _NONE: Acc = (False, False, False, False)
 Hit = tuple[int, int, Acc, tuple[tuple[int, int, int, int], ...]]
 
 
-class EntryMemory(EntryReader):
+class EntryMemory(EntryReader, Protocol):
     """What the MMU needs from physical memory: entry reads and, for A/D bits, writes."""
 
     def write_entry(self, pa: int, entry_size: int, value: int) -> None: ...
