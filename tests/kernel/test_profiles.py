@@ -155,7 +155,12 @@ def test_atos_regions_zones_and_copied_directories() -> None:
     assert kernel.frames.state(pa) == PageState.USER
     assert a.space.translate(0x00100000) == 0x00100000  # kernel mappings copied in
     assert a.space.roots[0] != kernel.kernel_space.roots[0]
-    lib = atos.load_library(kernel, [a, b], b"\x55" * 100)
+    lib = atos.load_library(kernel, [a, b], b"\x55" * 100, va=atos.LIB_BASE + 0x100000)
     assert atos.LIB_BASE <= lib < atos.LIB_END
-    assert kernel.read(a, atos.LIB_BASE, 1) == kernel.read(b, atos.LIB_BASE, 1) == b"\x55"
+    assert kernel.read(a, atos.LIB_BASE + 0x100000, 1) == b"\x55"
+    assert kernel.read(b, atos.LIB_BASE + 0x100000, 1) == b"\x55"
+    # The boot library sits in the library zone and is shared by both processes.
+    shared = a.space.translate(atos.LIB_BASE)
+    assert shared == b.space.translate(atos.LIB_BASE) and shared is not None
+    assert kernel.frames.state(shared) == PageState.LIBRARY
     assert kernel.read(b, atos.USER_BASE, 1) == b"B"  # not a's program

@@ -97,7 +97,7 @@ def fork(kernel: Kernel, parent: Process) -> Process:
     for vma in parent.vmas:
         copy = Vma(vma.start, vma.size, vma.perm, vma.kind, vma.name, vma.lazy, vma.cow, vma.shm)
         child.vmas.append(copy)
-        private = vma.kind not in ("shm", "phys")
+        private = vma.shm is None and vma.kind != "phys"
         writable = bool(vma.perm & Perm.WRITE) and private
         runs = list(
             mappings(kernel.mem, kernel.mode, parent.space.roots, va_range=(vma.start, vma.end))

@@ -144,6 +144,7 @@ class Kernel:
         self.processes: dict[int, Process] = {}
         self.current: Process | None = None
         self.shared: list[SharedMemory] = []
+        self.library: SharedMemory | None = None
         self.flush_sink: Callable[[Flush], None] = lambda f: f.apply(self.mmu)
         self.access_checker: Callable[[int, str, bool], int] = self.mmu.access
         self.stats_source: Callable[[], dict[str, Any]] = self._tlb_stats
@@ -187,8 +188,21 @@ class Kernel:
         if not p.keep_early:
             self.flush(self.early_space.destroy())
             self.log("early", "early tables freed")
+        self.library = self._load_library(p.library_image())
         self.usage_at_boot = self.frames.usage()
         return self
+
+    def _load_library(self, image: bytes) -> SharedMemory:
+        """The shared library every process maps read-only at its layout's library address."""
+        frames = []
+        for off in range(0, max(len(image), 1), FRAME_SIZE):
+            pa = self.refs.alloc(**self.profile.library_alloc_kwargs)
+            self.mem.zero(pa, FRAME_SIZE)
+            self.mem.write(pa, image[off : off + FRAME_SIZE])
+            frames.append(pa)
+        library = SharedMemory(next(self._shm_ids), frames)
+        self.log("boot", f"shared library: {len(frames)} frame(s) at {hx(frames[0])}")
+        return library
 
     # ------------------------------------------------------------------- processes
     def spawn(self, name: str, program: bytes = b"\xf4") -> Process:
@@ -212,6 +226,9 @@ class Kernel:
         for vma in proc.vmas[1:]:
             if not vma.lazy:
                 self._populate(proc, vma, b"")
+        if self.library is not None:
+            rx = Perm.READ | Perm.EXEC
+            self.shm_map(proc, self.library, rx, va=u.libs, kind="lib", name="libshared")
         self.log("process", f"spawned {name} (pid {pid}, asid {proc.asid})", pid=pid)
         return proc
 
@@ -238,9 +255,9 @@ class Kernel:
             copy = self._add_vma(
                 child, Vma(vma.start, vma.size, vma.perm, vma.kind, vma.name, vma.lazy)
             )
-            if vma.kind == "shm" and vma.shm is not None:
+            if vma.shm is not None:
                 child.vmas.remove(copy)
-                self.shm_map(child, vma.shm, vma.perm, vma.start)
+                self.shm_map(child, vma.shm, vma.perm, vma.start, kind=vma.kind, name=vma.name)
                 continue
             for run in mappings(
                 self.mem, self.mode, parent.space.roots, va_range=(vma.start, vma.end)
@@ -373,10 +390,20 @@ class Kernel:
         self.shared.append(shm)
         return shm
 
-    def shm_map(self, proc: Process, shm: SharedMemory, perm: Perm, va: int | None = None) -> int:
+    def shm_map(
+        self,
+        proc: Process,
+        shm: SharedMemory,
+        perm: Perm,
+        va: int | None = None,
+        *,
+        kind: str = "shm",
+        name: str = "",
+    ) -> int:
         """Map every frame of ``shm`` into ``proc``; each mapping holds a reference."""
         va = self._free_va(proc, shm.size) if va is None else va
-        self._add_vma(proc, Vma(va, shm.size, perm | Perm.USER, "shm", f"shm{shm.id}", shm=shm))
+        vma = Vma(va, shm.size, perm | Perm.USER, kind, name or f"shm{shm.id}", shm=shm)
+        self._add_vma(proc, vma)
         for i, pa in enumerate(shm.frames):
             self.refs.share(pa)
             self.flush(proc.space.map(va + i * FRAME_SIZE, pa, FRAME_SIZE, perm | Perm.USER))

@@ -105,6 +105,14 @@ class Profile(ABC):
         0x400000, 1 * MIB, 0x7FFFFFFFF000, 64 * 1024, 0x10000000, 0x20000000
     )
 
+    #: extra arguments for allocating the shared library's frames (atOS-RT: the LIBRARY state)
+    library_alloc_kwargs: ClassVar[dict[str, Any]] = {}
+
+    def library_image(self) -> bytes:
+        """The bytes of the shared library every process maps (two pages here)."""
+        text = f"{self.name} shared library\n".encode()
+        return text.ljust(2 * 4096, b"\xc3")
+
     def memory_map(self, ram: int) -> MemoryMap:
         """The default firmware map for ``ram`` bytes."""
         return pc_memory_map(ram)

@@ -67,6 +67,7 @@ class AtosProfile(Profile):
     user_layout = UserLayout(USER_BASE, 256 * 1024, USER_END, 64 * 1024, 0x18000000, LIB_BASE)
 
     data_alloc_kwargs: ClassVar[dict[str, Any]] = {"state": PageState.USER}
+    library_alloc_kwargs: ClassVar[dict[str, Any]] = {"state": PageState.LIBRARY}
 
     def make_allocator(self, kernel: Kernel) -> FrameAllocator:
         zones = {
