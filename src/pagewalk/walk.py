@@ -168,7 +168,7 @@ def walk(mem: EntryReader, mode: PagingMode, roots: Sequence[int], va: int) -> W
             reason = f"{level.name} entry at PA {hx(entry_pa)} is outside RAM"
             fault = Fault("bad-table", level.number, reason)
             return Walk(va, half, tuple(steps), None, None, Perm.NONE, fault)
-        entry = mode.decode(raw, level)
+        entry = mode.decode_cached(raw, level)
         path.append(entry)
         perm = mode.effective(path, half)
         steps.append(Step(level, index, entry_pa, entry, perm))
@@ -198,7 +198,7 @@ def translate(
         return None, None, walk(mem, mode, roots, va).fault
     esize = mode.entry_size
     read = mem.read_entry
-    decode = mode.decode
+    decode = mode.decode_cached
     for level in half.levels:
         try:
             raw = read(table + ((va >> level.shift) & level.mask) * esize, esize)

@@ -72,6 +72,8 @@ class Perm(enum.IntFlag):
 
 #: Everything a table entry can allow: tables only ever take permissions away.
 ALL_PERMS = Perm.READ | Perm.WRITE | Perm.EXEC | Perm.USER
+#: every Perm value by its int, so hot decoders combine plain ints and look up once
+PERMS: tuple[Perm, ...] = tuple(Perm(i) for i in range(32))
 
 
 class MemType(enum.Enum):
@@ -250,6 +252,23 @@ class PagingMode(ABC):
     @abstractmethod
     def decode(self, raw: int, level: Level) -> Entry:
         """Decode a raw entry read at ``level``."""
+
+    def decode_cached(self, raw: int, level: Level) -> Entry:
+        """:meth:`decode`, memoised by (raw value, level): a pure function of the bits.
+
+        Upper-level entries repeat across walks, so scalar walks reuse their decodings. The
+        memo is keyed by the raw value, never by memory, so it cannot go stale; it is bounded.
+        """
+        memo: dict[tuple[int, int], Entry] | None = self.__dict__.get("_decode_memo")
+        if memo is None:
+            memo = self.__dict__["_decode_memo"] = {}
+        key = (raw, id(level))
+        entry = memo.get(key)
+        if entry is None:
+            if len(memo) >= 1 << 16:
+                memo.clear()
+            entry = memo[key] = self.decode(raw, level)
+        return entry
 
     @abstractmethod
     def fields(self, raw: int, level: Level) -> list[Field]:

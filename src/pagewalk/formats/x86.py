@@ -14,6 +14,7 @@ import numpy as np
 
 from pagewalk.errors import ConfigError, EntryFormatError, MisalignedAddressError, hx
 from pagewalk.formats.base import (
+    PERMS,
     BoolArray,
     Entry,
     EntryKind,
@@ -230,15 +231,17 @@ class X86Mode(PagingMode):
             rsv = raw & self._rsv_table[depth]
             address = raw & self._addr_table
             size = 0
-        perm = Perm.READ
-        if raw & RW or self._pdpte(depth):
-            perm |= Perm.WRITE
-        if raw & US or self._pdpte(depth):
-            perm |= Perm.USER
+        bits = 1  # READ; plain ints here, one table lookup at the end (IntFlag ops are slow)
+        pdpte = depth == 2 and self.name == "pae"
+        if raw & RW or pdpte:
+            bits |= 2
+        if raw & US or pdpte:
+            bits |= 8
         if not (self.nxe and raw & XD):
-            perm |= Perm.EXEC
+            bits |= 4
         if leaf and raw & G:
-            perm |= Perm.GLOBAL
+            bits |= 16
+        perm = PERMS[bits]
         kind = EntryKind.LEAF if leaf else EntryKind.TABLE
         if rsv:
             return Entry(
