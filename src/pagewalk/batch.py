@@ -237,7 +237,7 @@ def _classify(
     table_mask = np.uint64(~mode.address_mask(level, False) & ((1 << 64) - 1))
     keys = np.where(is_leaf, vr & leaf_mask, vr & table_mask)
     shape_code, shape_leaf = np.zeros(vr.size, np.int8), np.zeros(vr.size, np.bool_)
-    for rows, rep in _shapes(keys):
+    for rows, rep in group_shapes(keys):
         entry = mode.decode(int(vr[rep]), level)
         shape_leaf[rows] = entry.kind is EntryKind.LEAF
         if entry.fault is not None:
@@ -247,7 +247,7 @@ def _classify(
     return code, leaf
 
 
-def _shapes(keys: U64Array, peel: int = 8) -> list[tuple[npt.NDArray[np.intp] | slice, int]]:
+def group_shapes(keys: U64Array, peel: int = 8) -> list[tuple[npt.NDArray[np.intp] | slice, int]]:
     """Group equal keys: ``(rows, one row)`` per distinct key.
 
     Tables hold few distinct shapes, so the common ones are peeled off with one comparison

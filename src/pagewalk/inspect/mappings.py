@@ -18,8 +18,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from pagewalk.formats.base import Entry, Half, MemType, PagingMode, Perm, U64Array
+from pagewalk.batch import group_shapes
+from pagewalk.formats.base import Entry, EntryKind, Half, MemType, PagingMode, Perm, U64Array
 from pagewalk.inspect.filters import Filter
 from pagewalk.walk import EntryReader
 
@@ -30,6 +32,10 @@ class TableReader(EntryReader, Protocol):
     def read_table(self, pa: int, n_entries: int, entry_size: int) -> U64Array: ...
 
     def is_ram(self, pa: int, n: int = 1) -> bool: ...
+
+    def is_ram_array(self, pas: U64Array, n: int) -> npt.NDArray[np.bool_]: ...
+
+    def gather(self, pas: U64Array, entry_size: int) -> U64Array: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +233,11 @@ def _scan(
         if is_leaf[seg[0]]:
             yield from _leaf_runs(w, valid[seg], valid_idx[seg] + i0, depth, base, path)
             continue
+        if depth + 2 == len(w.half.levels):
+            batch = _leaf_tables(w, valid[seg], valid_idx[seg] + i0, depth, base, path)
+            if batch is not None:
+                yield from batch
+                continue
         for j in seg.tolist():
             entry = w.mode.decode(int(valid[j]), level)
             if entry.fault is not None:
@@ -234,6 +245,51 @@ def _scan(
                 continue
             child_base = base + ((int(valid_idx[j]) + i0) << level.shift)
             yield from _table(w, entry.address, depth + 1, child_base, [*path, entry])
+
+
+def _leaf_tables(
+    w: _Walker, parents: U64Array, pidx: Any, depth: int, base: int, path: list[Entry]
+) -> Iterator[Mapping] | None:
+    """All the leaf tables below a run of table entries, read with one gather.
+
+    Only for the common case: the parents share one attribute shape (so one effective
+    permission), none is a memoised shared subtree, all lie inside the VA window and in RAM.
+    Returns None otherwise, and the caller walks the tables one by one. Leaf indices are global
+    (parent index * entries + index), so runs merge across table boundaries.
+    """
+    level, child = w.half.levels[depth], w.half.levels[depth + 1]
+    esize = w.mode.entry_size
+    keys = parents & np.uint64(~w.mode.address_mask(level, False) & ((1 << 64) - 1))
+    if (keys != keys[0]).any():
+        return None
+    first = w.mode.decode_cached(int(parents[0]), level)
+    if first.fault is not None or first.kind is not EntryKind.TABLE:
+        return None
+    lo_va = base + (int(pidx[0]) << level.shift)
+    hi_va = base + ((int(pidx[-1]) + 1) << level.shift)
+    children = w.mode.np_address(parents, level, False)
+    if (
+        lo_va < w.lo
+        or hi_va > w.hi
+        or (w.memo_ok and any((int(c), depth + 1) in w.memo_ok for c in children.tolist()))
+    ):
+        return None
+    if not w.mem.is_ram_array(children, child.entries * esize).all():
+        return None
+    path = [*path, first]
+    if not w.filt.table_may_match(w.mode.effective(path, w.half), w.half, depth + 1):
+        w.stats.pruned += int(children.size)
+        return iter(())
+    offsets = np.arange(child.entries, dtype=np.uint64) * np.uint64(esize)
+    raws = w.mem.gather((children[:, None] + offsets).ravel(), esize)
+    w.stats.tables += int(children.size)
+    valid = np.flatnonzero(raws & np.uint64(1))
+    w.stats.entries += int(valid.size)
+    if not valid.size:
+        return iter(())
+    gidx = np.asarray(pidx, dtype=np.int64)[valid // child.entries] * child.entries
+    gidx += valid % child.entries
+    return _leaf_runs(w, raws[valid], gidx, depth + 1, base, path)
 
 
 def _leaf_runs(
@@ -245,26 +301,23 @@ def _leaf_runs(
     w.stats.leaves += int(leaves.size)
     addr = w.mode.np_address(leaves, level, leaf=True)
     keys = leaves & np.uint64(~w.mode.address_mask(level, True) & ((1 << 64) - 1))
-    uniq, inverse = np.unique(keys, return_inverse=True)
     classes: dict[tuple[Perm, Any, int | None], int] = {}
     attrs: list[tuple[Perm, Any, int | None]] = []
     size_ok = w.filt.size_ok(span)
-    class_of = np.empty(uniq.size, dtype=np.int64)
-    for u in range(uniq.size):
-        rep = int(leaves[int(np.argmax(inverse == u))])
-        entry = w.mode.decode(rep, level)
+    cls = np.empty(leaves.size, dtype=np.int64)
+    for rows, rep in group_shapes(keys):  # one decode per distinct entry shape
+        entry = w.mode.decode_cached(int(leaves[rep]), level)
         if entry.fault is not None:
-            class_of[u] = -1
+            cls[rows] = -1
             continue
         perm = w.mode.effective([*path, entry], w.half)
         if not (size_ok and w.filt.perm_ok(perm)):
-            class_of[u] = -2
+            cls[rows] = -2
             continue
-        attr = (perm, entry.memtype, int(uniq[u]) if w.raw_attrs else None)
-        class_of[u] = classes.setdefault(attr, len(classes))
-        if class_of[u] == len(attrs):
+        attr = (perm, entry.memtype, int(keys[rep]) if w.raw_attrs else None)
+        cls[rows] = classes.setdefault(attr, len(classes))
+        if cls[rep] == len(attrs):
             attrs.append(attr)
-    cls = class_of[inverse]
     ok = (cls != -1) & ((addr & np.uint64(span - 1)) == 0)
     w.stats.faulty_entries += int((~ok).sum())
     ok &= cls >= 0
