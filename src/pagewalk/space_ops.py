@@ -109,8 +109,12 @@ class TableEditor:
             raise OutOfMemoryError(
                 f"out of frames: needed {n} table frame(s), got {len(got)}; nothing changed ({exc})"
             ) from None
-        for pa in got:
-            self.mem.zero(pa, size)
+        ordered = sorted(got)
+        start = 0
+        for j in range(1, len(ordered) + 1):  # zero each run of adjacent frames at once
+            if j == len(ordered) or ordered[j] != ordered[j - 1] + size:
+                self.mem.zero(ordered[start], ordered[j - 1] + size - ordered[start])
+                start = j
         return got
 
     def _alloc_tables(self, n: int) -> list[int]:
@@ -269,12 +273,72 @@ class TableEditor:
                     f"cannot map {hx(s_lo)}-{hx(s_hi - 1)} with page sizes "
                     f"{', '.join(hx(s) for s in sorted(ctx.sizes))}"
                 )
+            last = len(ctx.half.levels) - 1
+            if li == last - 1 and full and ctx.half.levels[last].leaf_size in ctx.sizes:
+                k = self._fresh_run(raws, i, i0, i1, hi - tbase, shift)
+                if k >= i:
+                    self._fill_leaf_tables(ctx, table, li, i, k, e_lo)
+                    i = k + 1
+                    continue
             raw = int(raws[i - i0]) if raws is not None else 0
             child = self._map_child(ctx, table, level, i, raw, s_lo)
             self._map_rec(ctx, child, li + 1, e_lo, s_lo, s_hi)
             if not ctx.plan and not raw & 1 and table is not None and child is not None:
                 self._write(table + i * self._esize, self.mode.encode_table(child, level, ctx.perm))
             i += 1
+
+    @staticmethod
+    def _fresh_run(raws: U64Array | None, i: int, i0: int, i1: int, hi: int, shift: int) -> int:
+        """The last index of the run from ``i`` of fully covered, still invalid entries.
+
+        ``hi`` is the request's end relative to the table's base. Returns ``i - 1`` if none.
+        """
+        k = i1 if hi >= (i1 + 1) << shift else i1 - 1
+        if raws is None or k < i:
+            return k
+        hits = np.flatnonzero(raws[i - i0 : k - i0 + 1] & np.uint64(1))
+        return k if not hits.size else i + int(hits[0]) - 1
+
+    def _fill_leaf_tables(
+        self, ctx: _Ctx, table: int | None, li: int, i: int, k: int, e_lo: int
+    ) -> None:
+        """New leaf tables for entries ``i..k``, all their leaves made by one numpy operation."""
+        level, child = ctx.half.levels[li], ctx.half.levels[li + 1]
+        n, pa0 = k - i + 1, e_lo + ctx.delta
+        memtype = ctx.memtype or MemType.NORMAL
+        if ctx.plan:
+            ctx.needed += n
+            for pa in (pa0, pa0 + n * level.span - child.leaf_size):
+                self.mode.encode_leaf(pa, child, ctx.perm, memtype)  # fail before writing
+            return
+        assert table is not None
+        tables = sorted(ctx.pool.pop() for _ in range(n))  # ascending: often one contiguous run
+
+        def make(pa: int) -> int:
+            return self.mode.encode_leaf(pa, child, ctx.perm, memtype)
+
+        leaves = np.asarray(self._leaf_run(child, pa0, n * child.entries, make), dtype=np.uint64)
+        step = self.table_bytes
+        if tables[-1] - tables[0] == (n - 1) * step and child.entries * self._esize == step:
+            self.mem.write_table(tables[0], leaves, self._esize)  # all the tables in one write
+        else:
+            for c, new in enumerate(tables):
+                part = leaves[c * child.entries : (c + 1) * child.entries]
+                self.mem.write_table(new, part, self._esize)
+        parents = self._table_run(level, tables, ctx.perm)
+        self.mem.write_table(table + i * self._esize, parents, self._esize)
+
+    def _table_run(self, level: Level, tables: list[int], perm: Perm) -> U64Array | list[int]:
+        """Table entries pointing to ``tables``: one numpy operation when evenly spaced."""
+        n = len(tables)
+        first = self.mode.encode_table(tables[0], level, perm)
+        if n > 2 and tables[-1] - tables[0] == (n - 1) * (tables[1] - tables[0]):
+            step = self.mode.encode_table(tables[1], level, perm) - first
+            if step > 0 and first + (n - 1) * step == self.mode.encode_table(
+                tables[-1], level, perm
+            ):
+                return np.uint64(first) + np.arange(n, dtype=np.uint64) * np.uint64(step)
+        return [self.mode.encode_table(t, level, perm) for t in tables]
 
     def _map_child(
         self, ctx: _Ctx, table: int | None, level: Level, i: int, raw: int, s_lo: int
