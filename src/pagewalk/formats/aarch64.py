@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pagewalk.errors import ConfigError, EntryFormatError, MisalignedAddressError, hx
+from pagewalk.errors import ConfigError, EntryFormatError, hx
 from pagewalk.formats.base import (
     ALL_PERMS,
     BoolArray,
@@ -326,13 +326,6 @@ class AArch64Mode(PagingMode):
         return out
 
     # ----------------------------------------------------------------------- encode
-    def _check_pa(self, pa: int, align: int, level: Level) -> None:
-        if pa & (align - 1):
-            raise MisalignedAddressError(
-                f"PA {hx(pa)} is not aligned to {hx(align)} for an L{level.number} descriptor"
-            )
-        self.check_physical(pa)
-
     def encode_table(self, table_pa: int, level: Level, perm: Perm) -> int:
         self._check_pa(table_pa, 1 << self._granule_of(level), level)
         return table_pa | VALID | TYPE

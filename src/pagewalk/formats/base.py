@@ -362,6 +362,21 @@ class PagingMode(ABC):
                 f"PA {hx(pa)} is wider than the {self.pa_bits} bits mode {self.name} can encode"
             )
 
+    def _check_pa(self, pa: int, align: int, level: Level, limit_bits: int | None = None) -> None:
+        """Raise if ``pa`` is misaligned or wider than ``limit_bits`` (default: the mode)."""
+        from pagewalk.errors import MisalignedAddressError, PhysicalAddressTooWideError, hx
+
+        if pa & (align - 1):
+            raise MisalignedAddressError(
+                f"PA {hx(pa)} is not aligned to {hx(align)} for a {level.name} entry"
+            )
+        bits = self.pa_bits if limit_bits is None else limit_bits
+        if pa < 0 or pa >> bits:
+            raise PhysicalAddressTooWideError(
+                f"PA {hx(pa)} does not fit the {bits} address bits of a {level.name} entry "
+                f"in mode {self.name}"
+            )
+
     def root_fault(self, root_pa: int, half: Half) -> tuple[str, str] | None:
         """A fault the walk raises before it reads any entry (kind, reason), or None."""
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pagewalk.errors import ConfigError, EntryFormatError, MisalignedAddressError, hx
+from pagewalk.errors import ConfigError, EntryFormatError, hx
 from pagewalk.formats.base import (
     ALL_PERMS,
     BoolArray,
@@ -154,13 +154,6 @@ class RiscVMode(PagingMode):
             out.append(Field("PBMT", raw >> 61 & 3, 2))
         out.append(Field("PPN", (raw >> 10) & self._ppn_mask, 44))
         return out
-
-    def _check_pa(self, pa: int, align: int, level: Level) -> None:
-        if pa & (align - 1):
-            raise MisalignedAddressError(
-                f"PA {hx(pa)} is not aligned to {hx(align)} for a leaf at {level.name}"
-            )
-        self.check_physical(pa)
 
     def encode_table(self, table_pa: int, level: Level, perm: Perm) -> int:
         self._check_pa(table_pa, 4096, level)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pagewalk.errors import ConfigError, EntryFormatError, MisalignedAddressError, hx
+from pagewalk.errors import ConfigError, EntryFormatError, hx
 from pagewalk.formats.base import (
     PERMS,
     BoolArray,
@@ -299,21 +299,8 @@ class X86Mode(PagingMode):
         return out
 
     # ----------------------------------------------------------------------- encode
-    def _check_pa(self, pa: int, align: int, limit_bits: int, level: Level) -> None:
-        if pa & (align - 1):
-            raise MisalignedAddressError(
-                f"PA {hx(pa)} is not aligned to {hx(align)} for a {level.name} entry"
-            )
-        if pa < 0 or pa >> limit_bits:
-            from pagewalk.errors import PhysicalAddressTooWideError
-
-            raise PhysicalAddressTooWideError(
-                f"PA {hx(pa)} does not fit the {limit_bits} address bits of a {level.name} "
-                f"entry in mode {self.name}"
-            )
-
     def encode_table(self, table_pa: int, level: Level, perm: Perm) -> int:
-        self._check_pa(table_pa, 4096, 32 if not self.wide else self.pa_bits, level)
+        self._check_pa(table_pa, 4096, level, 32 if not self.wide else self.pa_bits)
         if self.name == "pae" and level.depth == 2:
             return table_pa | P
         return self.widen_table(table_pa | P, level, perm)
@@ -334,7 +321,7 @@ class X86Mode(PagingMode):
             raise EntryFormatError(f"mode {self.name} cannot put a leaf in a {level.name}")
         large = level.depth > 0
         limit = 32 if not self.wide and not large else self.pa_bits
-        self._check_pa(pa, level.leaf_size, limit, level)
+        self._check_pa(pa, level.leaf_size, level, limit)
         raw = P
         if not self.wide and large:
             raw |= (pa & 0xFFC00000) | ((pa >> 32) << 13)
@@ -356,12 +343,8 @@ class X86Mode(PagingMode):
         if not new_level.leaf_size:
             raise EntryFormatError(f"mode {self.name} cannot put a leaf in a {new_level.name}")
         large, new_large = level.depth > 0, new_level.depth > 0
-        self._check_pa(
-            new_pa,
-            new_level.leaf_size,
-            32 if not (self.wide or new_large) else self.pa_bits,
-            new_level,
-        )
+        limit = 32 if not (self.wide or new_large) else self.pa_bits
+        self._check_pa(new_pa, new_level.leaf_size, new_level, limit)
         attrs = raw & ~self._addr_leaf[level.depth]
         if not self.wide and large:
             attrs &= ~_bits(20, 13)
