@@ -1,4 +1,6 @@
-"""Shared test set-up: every test runs under ``strict_flushes`` (DESIGN.md, "Flushing").
+"""Shared test set-up: strict flushes for every test, and the in-process CLI fixture.
+
+Every test runs under ``strict_flushes`` (DESIGN.md, "Flushing").
 
 A :class:`~pagewalk.flush.Flush` that a test drops without applying or ignoring it fails that
 test, so a forgotten TLB flush shows up where it happens.
@@ -6,11 +8,31 @@ test, so a forgotten TLB flush shows up where it happens.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from pagewalk.cli.main import main
 from pagewalk.flush import strict_flushes
+
+#: runs the CLI in-process: ``cli(["maps", "img"])`` -> (exit status, stdout, stderr)
+Cli = Callable[[list[str]], tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """The pagewalk CLI, run in-process, with its exit status and captured output."""
+
+    def run(args: list[str]) -> tuple[int, str, str]:
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture(autouse=True)

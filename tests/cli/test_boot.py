@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pagewalk.cli.main import main
+if TYPE_CHECKING:
+    from conftest import Cli
+
 from pagewalk.kernel import profile_names
 
 E820 = """\
@@ -19,19 +22,9 @@ E820 = """\
 """
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.mark.parametrize("profile", profile_names())
-def test_boot_json_every_profile(profile: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["boot", "--profile", profile, "--json", "--processes", "3"], capsys)
+def test_boot_json_every_profile(profile: str, cli: Cli) -> None:
+    code, out, err = cli(["boot", "--profile", profile, "--json", "--processes", "3"])
     assert code == 0, err
     data = json.loads(out)
     assert data["profile"] == profile
@@ -43,8 +36,8 @@ def test_boot_json_every_profile(profile: str, capsys: pytest.CaptureFixture[str
     assert data["walk"]["pa"] is not None
 
 
-def test_boot_default_prints_the_seven_sections(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["boot"], capsys)
+def test_boot_default_prints_the_seven_sections(cli: Cli) -> None:
+    code, out, _ = cli(["boot"])
     assert code == 0
     for title in ("memory map", "frame allocator", "kernel mappings", "processes",
                   "annotated page walk", "copy-on-write", "TLB"):  # fmt: skip
@@ -52,29 +45,25 @@ def test_boot_default_prints_the_seven_sections(capsys: pytest.CaptureFixture[st
     assert "powernex" in out and "FAIL" not in out
 
 
-def test_boot_save_is_read_by_maps_and_translate(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = run(["boot", "--save", str(tmp_path), "--json"], capsys)
+def test_boot_save_is_read_by_maps_and_translate(tmp_path: Path, cli: Cli) -> None:
+    code, _, err = cli(["boot", "--save", str(tmp_path), "--json"])
     assert code == 0, err
     image = tmp_path / "memory.img"
     regs = json.loads((tmp_path / "memory.img.json").read_text())
     assert regs["mode"] == "x86_64" and len(regs["processes"]) >= 2
-    code, out, _ = run(["maps", str(image), "--json"], capsys)
+    code, out, _ = cli(["maps", str(image), "--json"])
     assert code == 0
     direct = [m for m in json.loads(out) if m["va"] == 0xFFFF800000000000]
     assert direct and direct[0]["pa"] == 0 and direct[0]["page_size"] == 0x200000
     user_root = str(regs["processes"][0]["roots"]["CR3"])
-    code, out, _ = run(["translate", str(image), "--root", user_root, "--json", "0x400000"], capsys)
+    code, out, _ = cli(["translate", str(image), "--root", user_root, "--json", "0x400000"])
     assert code == 0 and json.loads(out)[0]["pa"] is not None
 
 
-def test_boot_with_a_firmware_memory_map(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_boot_with_a_firmware_memory_map(tmp_path: Path, cli: Cli) -> None:
     log = tmp_path / "dmesg.txt"
     log.write_text(E820)
-    code, out, err = run(["boot", "--memmap", str(log), "--json"], capsys)
+    code, out, err = cli(["boot", "--memmap", str(log), "--json"])
     assert code == 0, err
     data = json.loads(out)
     bases = [r["base"] for r in data["memory_map"]]

@@ -6,10 +6,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pagewalk.cli.main import main
+if TYPE_CHECKING:
+    from conftest import Cli
+
 
 SPEC = """
 mode = "{mode}"
@@ -30,30 +33,19 @@ perm = "r"
 """
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process and return (status, stdout, stderr)."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
-def image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+def image(tmp_path: Path, cli: Cli) -> Path:
     spec = tmp_path / "s.toml"
     spec.write_text(SPEC.format(mode="x86_64", va="0x10000", va2="0xffff800000000000"))
     out = tmp_path / "m.img"
-    code, stdout, _ = run(["build", str(spec), "--out", str(out)], capsys)
+    code, stdout, _ = cli(["build", str(spec), "--out", str(out)])
     assert code == 0 and "CR3=0x400000" in stdout
     return out
 
 
-def test_translate_json_contract(image: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_translate_json_contract(image: Path, cli: Cli) -> None:
     vas = ["0x10123", "0x13000", "0xffff800000201000", "0x800000000000"]
-    code, out, _ = run(["translate", str(image), "--json", *vas], capsys)
+    code, out, _ = cli(["translate", str(image), "--json", *vas])
     assert code == 0
     data = json.loads(out)
     assert [d["va"] for d in data] == [int(v, 16) for v in vas]
@@ -69,8 +61,8 @@ def test_translate_json_contract(image: Path, capsys: pytest.CaptureFixture[str]
     assert data[3]["pa"] is None and data[3]["page_size"] is None
 
 
-def test_maps_json_contract(image: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["maps", str(image), "--json"], capsys)
+def test_maps_json_contract(image: Path, cli: Cli) -> None:
+    code, out, _ = cli(["maps", str(image), "--json"])
     assert code == 0
     rows = json.loads(out)
     keys = {"va", "size", "pa", "page_size", "writable", "user", "executable"}
@@ -83,27 +75,23 @@ def test_maps_json_contract(image: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert (rows[1]["writable"], rows[1]["user"], rows[1]["executable"]) == (False, False, False)
 
 
-def test_explicit_registers_override_sidecar(
-    image: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_explicit_registers_override_sidecar(image: Path, cli: Cli) -> None:
     image.with_name(image.name + ".json").unlink()
-    code, out, _ = run(["translate", str(image), "--json", "0x10000"], capsys)
+    code, out, _ = cli(["translate", str(image), "--json", "0x10000"])
     assert code == 2
-    code, out, _ = run(
-        ["translate", str(image), "--mode", "x86_64", "--root", "0x400000", "--json", "0x10000"],
-        capsys,
+    code, out, _ = cli(
+        ["translate", str(image), "--mode", "x86_64", "--root", "0x400000", "--json", "0x10000"]
     )
     assert code == 0 and json.loads(out)[0]["pa"] == 0x200000
     # A CR3 value with PCID bits still selects the same root.
-    code, out, _ = run(
-        ["translate", str(image), "--mode", "x86_64", "--root", "0x400005", "--json", "0x10000"],
-        capsys,
+    code, out, _ = cli(
+        ["translate", str(image), "--mode", "x86_64", "--root", "0x400005", "--json", "0x10000"]
     )
     assert json.loads(out)[0]["pa"] == 0x200000
 
 
-def test_human_output_shows_each_step(image: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["translate", str(image), "0x10123"], capsys)
+def test_human_output_shows_each_step(image: Path, cli: Cli) -> None:
+    code, out, _ = cli(["translate", str(image), "0x10123"])
     assert code == 0
     for name in ("PML4", "PDPT", "PD", "PT"):
         assert name in out
@@ -127,7 +115,7 @@ def test_bad_input_is_one_line_and_status_2(
     needle: str,
     image: Path,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli,
 ) -> None:
     tiny = tmp_path / "tiny.img"
     tiny.write_bytes(b"\0" * 4096)
@@ -140,7 +128,7 @@ def test_bad_input_is_one_line_and_status_2(
         "badspec": str(bad),
         "out": str(tmp_path / "o.img"),
     }
-    code, out, err = run([a.format(**names) for a in args], capsys)
+    code, out, err = cli([a.format(**names) for a in args])
     assert code == 2, (out, err)
     assert needle in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -177,28 +165,24 @@ def test_every_mode_round_trips_through_an_image(
     va2: str,
     root_opts: list[str],
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli,
 ) -> None:
     spec = tmp_path / "s.toml"
     spec.write_text(SPEC.format(mode=mode, va=va, va2=va2))
     out = tmp_path / "m.img"
-    assert run(["build", str(spec), "--out", str(out)], capsys)[0] == 0
-    code, stdout, err = run(["translate", str(out), "--json", "0x10004", va2], capsys)
+    assert cli(["build", str(spec), "--out", str(out)])[0] == 0
+    code, stdout, err = cli(["translate", str(out), "--json", "0x10004", va2])
     assert code == 0, err
     data = json.loads(stdout)
     assert data[0]["pa"] == 0x200004
     assert data[1]["pa"] == 0
 
 
-def test_translate_access_checks_carry_the_cpu_fault_code(
-    image: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_translate_access_checks_carry_the_cpu_fault_code(image: Path, cli: Cli) -> None:
     """--access/--user: x86 faults become `protection` with the #PF error code (SDM §4.7)."""
-    code, out, _ = run(
+    code, out, _ = cli(
         ["translate", str(image), "--json", "--access", "write", "--user",
-         "0x10000", "0xffff800000000000", "0x13000"],
-        capsys,
-    )  # fmt: skip
+         "0x10000", "0xffff800000000000", "0x13000"])  # fmt: skip
     assert code == 0
     rows = json.loads(out)
     assert rows[0] == {"va": 0x10000, "pa": 0x200000, "page_size": 4096, "fault": None}
@@ -206,21 +190,18 @@ def test_translate_access_checks_carry_the_cpu_fault_code(
     assert rows[1]["fault"] == {"kind": "protection", "level": 2, "code": 0x7}
     # Not present: P=0, W/R=1, U/S=1 -> 0x6.
     assert rows[2]["fault"]["kind"] == "not-present" and rows[2]["fault"]["code"] == 0x6
-    code, out, _ = run(["translate", str(image), "--json", "--access", "exec", "0x10000"], capsys)
+    code, out, _ = cli(["translate", str(image), "--json", "--access", "exec", "0x10000"])
     # The mapping is user rw- with XD set: a supervisor fetch faults with P|I/D = 0x11.
     assert json.loads(out)[0]["fault"] == {"kind": "protection", "level": 1, "code": 0x11}
 
 
-def test_translate_access_aarch64_permission_fault(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_translate_access_aarch64_permission_fault(tmp_path: Path, cli: Cli) -> None:
     spec = tmp_path / "s.toml"
     spec.write_text(SPEC.format(mode="aarch64", va="0x10000", va2="0xffff000000000000"))
     out = tmp_path / "m.img"
-    assert run(["build", str(spec), "--out", str(out)], capsys)[0] == 0
-    code, stdout, _ = run(
-        ["translate", str(out), "--json", "--access", "read", "--user", "0xffff000000000000"],
-        capsys,
+    assert cli(["build", str(spec), "--out", str(out)])[0] == 0
+    code, stdout, _ = cli(
+        ["translate", str(out), "--json", "--access", "read", "--user", "0xffff000000000000"]
     )
     assert code == 0
     fault = json.loads(stdout)[0]["fault"]

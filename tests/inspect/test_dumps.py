@@ -12,15 +12,18 @@ import os
 import struct
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from conftest import Cli
 import zstandard
 from corefile import make_core
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pagewalk.cli.machine import load_machine
-from pagewalk.cli.main import main
 from pagewalk.errors import DumpError, PagingError
 from pagewalk.formats import Perm, make_mode
 from pagewalk.image import build
@@ -41,16 +44,6 @@ SPEC = {
 }
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def core(tmp_path: Path) -> tuple[Path, int]:
     built = build(SPEC)
@@ -60,22 +53,20 @@ def core(tmp_path: Path) -> tuple[Path, int]:
     return make_core(tmp_path / "vmcore.elf", memory, cpus=[(CR0, root, CR4_4L), other]), root
 
 
-def test_core_needs_no_options(core: tuple[Path, int], capsys: pytest.CaptureFixture[str]) -> None:
+def test_core_needs_no_options(core: tuple[Path, int], cli: Cli) -> None:
     path, root = core
     m = load_machine(str(path), {})
     assert (m.mode.name, m.roots) == ("x86_64", (root,))
-    code, out, _ = run(["maps", str(path), "--json"], capsys)
+    code, out, _ = cli(["maps", str(path), "--json"])
     assert code == 0
     rows = json.loads(out)
     assert rows[0]["va"] == 0x400000 and rows[0]["pa"] == 0x10000 and rows[0]["user"]
 
 
-def test_cpu_option_picks_the_cpu(
-    core: tuple[Path, int], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cpu_option_picks_the_cpu(core: tuple[Path, int], cli: Cli) -> None:
     path, root = core
     assert load_machine(str(path), {}, cpu=1).roots == (root | 0x1000,)
-    code, _, err = run(["maps", str(path), "--cpu", "5"], capsys)
+    code, _, err = cli(["maps", str(path), "--cpu", "5"])
     assert code == 2 and "no CPU 5" in err and "has 2" in err
 
 
@@ -112,20 +103,20 @@ def test_truncated_core_is_a_dump_error(core: tuple[Path, int]) -> None:
         assert time.monotonic() - t0 < 2
 
 
-def test_garbage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_garbage(tmp_path: Path, cli: Cli) -> None:
     junk = tmp_path / "junk.elf"
     junk.write_bytes(b"\x7fELF" + os.urandom(4000))
-    code, _, err = run(["maps", str(junk)], capsys)
+    code, _, err = cli(["maps", str(junk)])
     assert code == 2 and err.startswith("pagewalk: error:")
     bad_gz = tmp_path / "junk.gz"
     bad_gz.write_bytes(b"\x1f\x8b" + os.urandom(100))
-    code, _, err = run(["maps", str(bad_gz), "--mode", "x86_64", "--root", "0"], capsys)
+    code, _, err = cli(["maps", str(bad_gz), "--mode", "x86_64", "--root", "0"])
     assert code == 2 and "corrupt gzip" in err
 
 
-def test_root_outside_ram(core: tuple[Path, int], capsys: pytest.CaptureFixture[str]) -> None:
+def test_root_outside_ram(core: tuple[Path, int], cli: Cli) -> None:
     path, _ = core
-    code, _, err = run(["maps", str(path), "--root", "0x40000000"], capsys)
+    code, _, err = cli(["maps", str(path), "--root", "0x40000000"])
     assert code == 2 and "outside" in err and "find-roots" in err
 
 
@@ -155,18 +146,16 @@ def test_tables_that_loop(tmp_path: Path) -> None:
     assert {"recursive", "cycle", "two-levels"} <= codes
 
 
-def test_one_tib_sparse_raw(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_tib_sparse_raw(tmp_path: Path, cli: Cli) -> None:
     path = tmp_path / "huge.raw"
     with open(path, "wb") as f:
         f.truncate(1 << 40)
         f.seek(0x5000)
         f.write(struct.pack("<Q", 0x6000 | 3))
     t0 = time.monotonic()
-    code, out, _ = run(
-        ["maps", str(path), "--mode", "x86_64", "--root", "0x5000", "--json"], capsys
-    )
+    code, out, _ = cli(["maps", str(path), "--mode", "x86_64", "--root", "0x5000", "--json"])
     assert code == 0 and json.loads(out) == []
-    code, out, _ = run(["find-roots", str(path), "--json"], capsys)
+    code, out, _ = cli(["find-roots", str(path), "--json"])
     assert code == 0 and json.loads(out) == []
     assert time.monotonic() - t0 < 20
 
