@@ -485,3 +485,19 @@ def test_tables_shared_with_a_clone_are_never_freed_by_the_source() -> None:
         child.destroy().ignore()
         kernel.destroy().ignore()
         assert frames.usage().used == 0
+
+
+def test_riscv_protect_keeps_the_dirty_bit() -> None:
+    """D is state the hardware (Svadu) or the handler set; a permission change must not lose it."""
+    from pagewalk import AddressSpace, Perm, PhysicalMemory, make_mode
+    from pagewalk.alloc import SimpleFrameAllocator
+    from pagewalk.formats.riscv import D, W
+
+    mem = PhysicalMemory(16 << 20)
+    space = AddressSpace(make_mode("sv39"), mem, SimpleFrameAllocator(8 << 20, 8 << 20))
+    space.map(0x40000000, 0x3000, 4096, Perm.READ | Perm.WRITE | Perm.USER).ignore()
+    step = space.walk(0x40000000).steps[-1]
+    assert step.raw & D and step.raw & W
+    space.protect(0x40000000, Perm.READ | Perm.USER).ignore()
+    raw = mem.read_entry(step.entry_pa, 8)
+    assert raw & D and not raw & W

@@ -193,7 +193,8 @@ class RiscVMode(PagingMode):
         return (raw & ~(self._ppn_mask << 10)) | ((new_pa >> 12) << 10)
 
     def perm_mask(self, level: Level) -> int:
-        return R | W | X | U | G | D
+        # D is state, not permission: a protect keeps it (clearing it would lose the dirty bit).
+        return R | W | X | U | G
 
     def memtype_mask(self, level: Level) -> int:
         return (3 << 61) if self.svpbmt else 0
