@@ -34,7 +34,7 @@ from pagewalk.errors import (
     hx,
 )
 from pagewalk.flush import Flush
-from pagewalk.formats.base import EntryKind, Half, Level, MemType, PagingMode, Perm, U64Array
+from pagewalk.formats.base import Entry, EntryKind, Half, Level, MemType, PagingMode, Perm, U64Array
 from pagewalk.memory.physical import PhysicalMemory
 
 if TYPE_CHECKING:
@@ -476,13 +476,7 @@ class TableEditor:
         for j in np.flatnonzero(valid).tolist():
             i = i0 + j
             raw = int(raws[j])
-            e_lo = tbase + (i << shift)
-            s_lo, s_hi = max(lo, e_lo), min(hi, e_lo + span)
-            entry = self.mode.decode(raw, level)
-            if entry.fault is not None and entry.fault != "access-flag":
-                # An Arm leaf with AF=0 is a normal mapping (access tracking), not a broken one.
-                raise self._broken(level, table + i * self._esize, raw, entry.reason)
-            full = s_lo == e_lo and s_hi == e_lo + span
+            entry, e_lo, s_lo, s_hi, full = self._covered(table, level, i, raw, tbase, lo, hi)
             if entry.kind is EntryKind.LEAF and full:
                 if not ctx.plan:
                     ctx.unmapped.append((e_lo, entry.address, span))
@@ -503,6 +497,20 @@ class TableEditor:
             if not ctx.plan and not ctx.keep_tables:
                 self._drop_if_empty(ctx, table, level, i, child)
             ctx.keep_tables = outer
+
+    def _covered(
+        self, table: int, level: Level, i: int, raw: int, tbase: int, lo: int, hi: int
+    ) -> tuple[Entry, int, int, int, bool]:
+        """Entry ``i`` decoded, its VA span, the part of ``[lo, hi)`` in it, and whether all.
+
+        Raises on a broken entry; an Arm leaf with AF=0 is a normal mapping (access tracking).
+        """
+        e_lo = tbase + (i << level.shift)
+        s_lo, s_hi = max(lo, e_lo), min(hi, e_lo + level.span)
+        entry = self.mode.decode_cached(raw, level)
+        if entry.fault is not None and entry.fault != "access-flag":
+            raise self._broken(level, table + i * self._esize, raw, entry.reason)
+        return entry, e_lo, s_lo, s_hi, s_lo == e_lo and s_hi == e_lo + level.span
 
     def _drop_if_empty(self, ctx: _Ctx, table: int, level: Level, i: int, child: int) -> None:
         n = ctx.half.levels[ctx.half.levels.index(level) + 1].entries
@@ -564,12 +572,7 @@ class TableEditor:
             return
         for i in range(i0, i1 + 1):
             raw = int(raws[i - i0])
-            e_lo = tbase + (i << shift)
-            s_lo, s_hi = max(lo, e_lo), min(hi, e_lo + span)
-            entry = self.mode.decode(raw, level)
-            if entry.fault is not None and entry.fault != "access-flag":
-                raise self._broken(level, table + i * self._esize, raw, entry.reason)
-            full = s_lo == e_lo and s_hi == e_lo + span
+            entry, e_lo, s_lo, s_hi, full = self._covered(table, level, i, raw, tbase, lo, hi)
             if entry.kind is EntryKind.LEAF and full:
                 if not ctx.plan:
                     one = np.array([raw], dtype=np.uint64)
