@@ -11,7 +11,7 @@ setup(
         Extension(
             "pagewalk.fast._walk",
             sources=["src/pagewalk/fast/_walk.c"],
-            extra_compile_args=["-O2"],
+            extra_compile_args=["-O3"],
             optional=True,
         )
     ]

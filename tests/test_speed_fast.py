@@ -14,14 +14,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pagewalk import PhysicalMemory, make_mode
+from pagewalk import AddressSpace, Perm, PhysicalMemory, make_mode
 from pagewalk import fast as fastmod
-from pagewalk.batch import FAULT_KINDS, Translator, translate_batch
+from pagewalk.alloc import SimpleFrameAllocator
+from pagewalk.batch import FAULT_KINDS, BatchResult, Translator, translate_batch
 from pagewalk.errors import ConfigError
 from pagewalk.fast._rules import level_rules
 from pagewalk.formats import MODE_NAMES
+from pagewalk.formats.base import PagingMode
+from pagewalk.inspect.mappings import mappings
 from pagewalk.walk import walk
 from test_batch import random_space, sample_vas
+
+MIB = 1 << 20
 
 needs_fast = pytest.mark.skipif(not fastmod.AVAILABLE, reason="compiled walker not built")
 
@@ -124,3 +129,95 @@ def test_numpy_fallback_and_bad_impl() -> None:
         Translator(Wrapped(), mode, (0,), impl="compiled")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         translate_batch(mem, mode, (0,), [0], impl="fortran")
+
+
+def _lane_vas(
+    mode: PagingMode, space: AddressSpace, mem: PhysicalMemory, rng: random.Random
+) -> list[int]:
+    """Mostly mapped addresses in runs of one half (so the compiled loop walks 16 abreast and
+    reaches the leaves together), mixed with runs of faults, other halves and junk."""
+    mapped = [m for m in mappings(mem, mode, space.roots)]
+    vas: list[int] = []
+    while len(vas) < 3000:
+        roll = rng.random()
+        if mapped and roll < 0.6:
+            for _ in range(rng.choice((1, 16, 17, 40))):
+                m = rng.choice(mapped)
+                vas.append(m.va + rng.randrange(m.size))
+        elif roll < 0.9:
+            vas += sample_vas(mode, space, rng)[: rng.randrange(1, 40)]
+        else:
+            vas.append(rng.randrange(1 << 64))
+    return vas
+
+
+@needs_fast
+@pytest.mark.parametrize("name", MODE_NAMES)
+@given(seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_compiled_lanes_match_reference(name: str, seed: int) -> None:
+    """The 16-abreast fast loop, its hand-offs to the general loop and its memo across calls."""
+    rng = random.Random(seed)
+    mode = make_mode(name)
+    mem, space = random_space(mode, rng)
+    vas = np.array(_lane_vas(mode, space, mem, rng), np.uint64)
+    t = Translator(mem, mode, space.roots, impl="compiled")
+    first, again = t.translate(vas), t.translate(vas[::-1].copy())  # the second starts warm
+    want = translate_batch(mem, mode, space.roots, vas, impl="numpy")
+    for field in ("pa", "page_size", "fault", "level"):
+        assert np.array_equal(getattr(first, field), getattr(want, field)), field
+        assert np.array_equal(getattr(again, field)[::-1], getattr(want, field)), field
+    for i in rng.sample(range(len(vas)), 300):
+        ref = walk(mem, mode, space.roots, int(vas[i]))
+        assert (FAULT_KINDS[int(first.fault[i])] or None) == (ref.fault.kind if ref.fault else None)
+        if ref.fault is None:
+            assert int(first.pa[i]) == ref.pa and int(first.page_size[i]) == ref.page_size
+
+
+@needs_fast
+@pytest.mark.parametrize("name", ["x86_64", "aarch64", "sv39"])
+def test_lanes_meet_a_table_outside_ram(name: str) -> None:
+    """Sixteen walks abreast reach an entry whose table lies beyond RAM: each is a bad-table
+    fault at the next level, exactly as the reference walker reports it, and nothing is read
+    outside the memory."""
+    mode = make_mode(name)
+    mem = PhysicalMemory(16 * MIB)
+    space = AddressSpace(mode, mem, SimpleFrameAllocator(8 * MIB, 8 * MIB))
+    base = mode.halves[0].va_start + 0x4000_0000
+    space.map_range(base, 0, 4 * MIB, Perm.READ, page_sizes=(mode.page_size,)).ignore()
+    space.map_range(base + 64 * MIB, 0, 64 * 1024, Perm.READ, page_sizes=(mode.page_size,)).ignore()
+    # the directory entry above the second range's leaf table, pointed far beyond RAM: the
+    # highest table address its field can hold (same shape, so the fast loop takes it)
+    steps = walk(mem, mode, space.roots, base + 64 * MIB).steps
+    slot, level = steps[-2].entry_pa, steps[-2].level
+    field = mode.address_mask(level, leaf=False)
+    mem.write_entry(slot, mode.entry_size, mem.read_entry(slot, mode.entry_size) | field)
+    vas = np.array([base + 64 * MIB + 4096 * (i % 16) + i for i in range(48)], np.uint64)
+    vas = np.concatenate([np.array([base + 4096 * i for i in range(32)], np.uint64), vas])
+    t = Translator(mem, mode, space.roots, impl="compiled")
+    t.translate(vas[:32])  # learn the shapes, so that the next call starts on the fast loop
+    got = t.translate(vas)
+    for i, va in enumerate(vas.tolist()):
+        ref = walk(mem, mode, space.roots, va)
+        assert (FAULT_KINDS[int(got.fault[i])] or None) == (ref.fault.kind if ref.fault else None)
+        if ref.fault is None:
+            assert int(got.pa[i]) == ref.pa
+    assert (got.fault[32:] != 0).all()
+
+
+@pytest.mark.parametrize("impl", ["compiled", "numpy"])
+def test_out_arrays_are_filled_in_place(impl: str) -> None:
+    mode = make_mode("x86_64")
+    mem, space = random_space(mode, random.Random(11))
+    vas = np.array(sample_vas(mode, space, random.Random(12)), np.uint64)
+    want = translate_batch(mem, mode, space.roots, vas, impl="numpy")
+    out = BatchResult.empty(vas.size)
+    got = translate_batch(mem, mode, space.roots, vas, impl=impl, out=out)
+    assert got is out
+    for field in ("pa", "page_size", "fault", "level"):
+        assert np.array_equal(getattr(out, field), getattr(want, field)), field
+    with pytest.raises(ConfigError, match=r"out\.pa must be a contiguous uint64 array of 3"):
+        translate_batch(mem, mode, space.roots, vas[:3], impl=impl, out=out)
+    with pytest.raises(ConfigError, match=r"out\.fault"):
+        bad = BatchResult(out.pa[:3], out.page_size[:3], np.empty(3, np.int16), out.level[:3])  # type: ignore[arg-type]
+        translate_batch(mem, mode, space.roots, vas[:3], impl=impl, out=bad)

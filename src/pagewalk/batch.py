@@ -64,6 +64,31 @@ class BatchResult:
     fault: I8Array
     level: I8Array
 
+    @classmethod
+    def empty(cls, n: int) -> BatchResult:
+        """Uninitialised arrays for ``n`` results, to pass as ``out=`` chunk after chunk."""
+        return cls(np.empty(n, np.uint64), np.empty(n, np.uint64), np.empty(n, np.int8),
+                   np.empty(n, np.int8))  # fmt: skip
+
+    def head(self, n: int) -> BatchResult:
+        """The first ``n`` results (views, not copies)."""
+        return BatchResult(self.pa[:n], self.page_size[:n], self.fault[:n], self.level[:n])
+
+    def check_out(self, n: int) -> None:
+        """Raise ConfigError unless these arrays can take ``n`` results in place."""
+        from pagewalk.errors import ConfigError
+
+        want = (("pa", np.uint64), ("page_size", np.uint64), ("fault", np.int8), ("level", np.int8))
+        for name, dtype in want:
+            arr = getattr(self, name)
+            if arr.shape != (n,) or arr.dtype != dtype or not arr.flags.c_contiguous:
+                raise ConfigError(
+                    f"out.{name} must be a contiguous {np.dtype(dtype).name} array of {n} "
+                    f"elements (got {arr.dtype.name}{list(arr.shape)})"
+                )
+            if not arr.flags.writeable:
+                raise ConfigError(f"out.{name} is read-only")
+
     def kinds(self) -> list[str | None]:
         """Fault kinds as strings (None for a translation)."""
         return [FAULT_KINDS[c] or None for c in self.fault.tolist()]
@@ -80,17 +105,21 @@ def translate_batch(
     vas: npt.ArrayLike,
     *,
     impl: str = "auto",
+    out: BatchResult | None = None,
 ) -> BatchResult:
     """Translate every address in ``vas`` (any integer array, taken as uint64).
 
     Args:
         impl: ``auto`` (the compiled walker of :mod:`pagewalk.fast` when it is built and fits
             the memory and mode, else numpy), ``compiled`` (that or an error) or ``numpy``.
+        out: arrays to fill in place (see :meth:`BatchResult.empty`) instead of new ones;
+            reusing them saves the cost of fresh memory on every call.
 
     Raises:
-        ConfigError: ``impl="compiled"`` where there is no compiled path, or an unknown impl.
+        ConfigError: ``impl="compiled"`` where there is no compiled path, an unknown impl, or
+            an ``out`` of the wrong size or type.
     """
-    return Translator(mem, mode, roots, impl=impl).translate(vas)
+    return Translator(mem, mode, roots, impl=impl).translate(vas, out=out)
 
 
 class Translator:
@@ -120,11 +149,17 @@ class Translator:
                 )
         self.impl = "numpy" if self._compiled is None else "compiled"
 
-    def translate(self, vas: npt.ArrayLike) -> BatchResult:
-        """Translate every address in ``vas``."""
+    def translate(self, vas: npt.ArrayLike, *, out: BatchResult | None = None) -> BatchResult:
+        """Translate every address in ``vas`` (into ``out`` if given; it is returned)."""
         if self._compiled is not None:
-            return self._compiled.translate(vas)
-        return _translate_numpy(self.mem, self.mode, self.roots, vas)
+            return self._compiled.translate(vas, out=out)
+        got = _translate_numpy(self.mem, self.mode, self.roots, vas)
+        if out is None:
+            return got
+        out.check_out(got.pa.size)
+        for name in ("pa", "page_size", "fault", "level"):
+            getattr(out, name)[:] = getattr(got, name)
+        return out
 
 
 def _translate_numpy(

@@ -13,7 +13,7 @@ from typing import Any
 import click
 import numpy as np
 
-from pagewalk.batch import Translator
+from pagewalk.batch import BatchResult, Translator
 from pagewalk.cli.common import console, emit_json, machine_from
 from pagewalk.cli.machine import Machine, machine_options, parse_int
 from pagewalk.cli.render import print_walk
@@ -138,13 +138,14 @@ def stream_translate(machine: Machine, src: str, dst: str) -> tuple[int, int]:
         raise DumpError(f"{src}: {size} bytes is not a whole number of 8-byte addresses")
     translator = Translator(machine.mem, machine.mode, machine.roots)
     buf = np.empty(STREAM_CHUNK, dtype="<u8")
+    results = BatchResult.empty(STREAM_CHUNK)  # filled in place chunk after chunk
     n = faults = 0
     with open(src, "rb") as fin, open(dst, "wb") as fout:
         while True:
             got = fin.readinto(buf.data.cast("B")) or 0
             if not got:
                 break
-            result = translator.translate(buf[: got // 8])
+            result = translator.translate(buf[: got // 8], out=results.head(got // 8))
             fout.write(result.pa.astype("<u8", copy=False).tobytes())
             n += got // 8
             faults += int(np.count_nonzero(result.fault))

@@ -174,6 +174,8 @@ class CompiledWalker:
         self._miss_idx = np.empty(CALL_CHUNK, np.int64)
         self._miss_where = np.empty(CALL_CHUNK, np.int32)
         self._miss_raw = np.empty(CALL_CHUNK, np.uint64)
+        # the last clean shape per (half, level): kept from call to call (verdicts never change)
+        self._memo = np.zeros((16, 2), np.uint64)
 
     def _fill_level(self, lv: _native.PwLevel, level: Level) -> None:
         r = self.plan.rules[level]
@@ -215,17 +217,17 @@ class CompiledWalker:
             for li, level in enumerate(half.levels):
                 self._point_shapes(self._w.halves[h].levels[li], level)
 
-    def translate(self, vas: npt.ArrayLike) -> BatchResult:
-        """Translate every address (any integer array, taken as uint64)."""
+    def translate(self, vas: npt.ArrayLike, *, out: BatchResult | None = None) -> BatchResult:
+        """Translate every address (any integer array, taken as uint64), into ``out`` if given."""
         va = np.ascontiguousarray(np.asarray(vas, dtype=np.uint64).ravel())
         n = va.size
-        out = BatchResult(
-            np.empty(n, np.uint64), np.empty(n, np.uint64), np.empty(n, np.int8),
-            np.empty(n, np.int8),
-        )  # fmt: skip
+        if out is None:
+            out = BatchResult.empty(n)
+        else:
+            out.check_out(n)
         walker = ctypes.byref(self._w)
         miss = (self._miss_idx.ctypes.data, self._miss_where.ctypes.data)
-        miss_raw = self._miss_raw.ctypes.data
+        miss_raw, memo = self._miss_raw.ctypes.data, self._memo.ctypes.data
         for start in range(0, n, CALL_CHUNK):
             count = min(CALL_CHUNK, n - start)
             ptrs = (
@@ -238,7 +240,9 @@ class CompiledWalker:
             idx: npt.NDArray[np.int64] | None = None
             while True:
                 idx_ptr = None if idx is None else idx.ctypes.data
-                misses = int(self._fn(walker, ptrs[0], idx_ptr, count, *ptrs[1:], *miss, miss_raw))
+                misses = int(
+                    self._fn(walker, ptrs[0], idx_ptr, count, *ptrs[1:], *miss, miss_raw, memo)
+                )
                 if not misses:
                     break
                 self._learn(self._miss_where[:misses], self._miss_raw[:misses])

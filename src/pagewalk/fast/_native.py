@@ -16,6 +16,8 @@ from pathlib import Path
 
 MAX_LEVELS = 6
 MAX_SEGS = 64
+#: the interface version ``pw_abi()`` must return; a library built from older sources is ignored
+ABI = 2
 
 c_u64 = ctypes.c_uint64
 c_i64 = ctypes.c_int64
@@ -96,9 +98,12 @@ def load() -> ctypes.CDLL | None:
         return None
     try:
         lib = ctypes.CDLL(str(path))
-        fn = lib.pw_translate
+        fn, abi = lib.pw_translate, lib.pw_abi
     except (OSError, AttributeError):
         return None
+    abi.restype, abi.argtypes = c_i32, ()
+    if abi() != ABI:
+        return None
     fn.restype = c_i64
-    fn.argtypes = (ctypes.POINTER(PwWalker), c_ptr, c_ptr, c_i64, *([c_ptr] * 7))
+    fn.argtypes = (ctypes.POINTER(PwWalker), c_ptr, c_ptr, c_i64, *([c_ptr] * 8))
     return lib
