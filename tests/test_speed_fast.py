@@ -175,8 +175,9 @@ def test_compiled_lanes_match_reference(name: str, seed: int) -> None:
 
 
 @needs_fast
+@pytest.mark.parametrize("where", ["top", "end"])
 @pytest.mark.parametrize("name", ["x86_64", "aarch64", "sv39"])
-def test_lanes_meet_a_table_outside_ram(name: str) -> None:
+def test_lanes_meet_a_table_outside_ram(name: str, where: str) -> None:
     """Sixteen walks abreast reach an entry whose table lies beyond RAM: each is a bad-table
     fault at the next level, exactly as the reference walker reports it, and nothing is read
     outside the memory."""
@@ -186,12 +187,15 @@ def test_lanes_meet_a_table_outside_ram(name: str) -> None:
     base = mode.halves[0].va_start + 0x4000_0000
     space.map_range(base, 0, 4 * MIB, Perm.READ, page_sizes=(mode.page_size,)).ignore()
     space.map_range(base + 64 * MIB, 0, 64 * 1024, Perm.READ, page_sizes=(mode.page_size,)).ignore()
-    # the directory entry above the second range's leaf table, pointed far beyond RAM: the
-    # highest table address its field can hold (same shape, so the fast loop takes it)
+    # the directory entry above the second range's leaf table, pointed beyond RAM (same shape,
+    # so the fast loop takes it): to the highest table address its field can hold, or to the
+    # first page past the end of RAM
     steps = walk(mem, mode, space.roots, base + 64 * MIB).steps
     slot, level = steps[-2].entry_pa, steps[-2].level
     field = mode.address_mask(level, leaf=False)
-    mem.write_entry(slot, mode.entry_size, mem.read_entry(slot, mode.entry_size) | field)
+    beyond = field if where == "top" else mode.encode_table(16 * MIB, level, Perm.READ) & field
+    raw = mem.read_entry(slot, mode.entry_size)
+    mem.write_entry(slot, mode.entry_size, (raw & ~field) | beyond)
     vas = np.array([base + 64 * MIB + 4096 * (i % 16) + i for i in range(48)], np.uint64)
     vas = np.concatenate([np.array([base + 4096 * i for i in range(32)], np.uint64), vas])
     t = Translator(mem, mode, space.roots, impl="compiled")
@@ -221,3 +225,38 @@ def test_out_arrays_are_filled_in_place(impl: str) -> None:
     with pytest.raises(ConfigError, match=r"out\.fault"):
         bad = BatchResult(out.pa[:3], out.page_size[:3], np.empty(3, np.int16), out.level[:3])  # type: ignore[arg-type]
         translate_batch(mem, mode, space.roots, vas[:3], impl=impl, out=bad)
+
+
+@needs_fast
+def test_lanes_stop_at_the_end_of_a_dump_segment(tmp_path: object) -> None:
+    """A table just past the end of a dump's only segment, where the file goes on with bytes
+    that look like a valid leaf table: the walk must fault (bad-table), not read the file."""
+    import mmap
+    from pathlib import Path
+
+    from pagewalk.memory.dump import FileMemory, Segment
+
+    mode = make_mode("x86_64")
+    mem = PhysicalMemory(32 * MIB)
+    space = AddressSpace(mode, mem, SimpleFrameAllocator(8 * MIB, 8 * MIB))
+    base = 0x4000_0000
+    space.map_range(base, 0, 4 * MIB, Perm.READ, page_sizes=(4096,)).ignore()
+    steps = walk(mem, mode, space.roots, base + 2 * MIB).steps
+    leaf_table = steps[-1].entry_pa & ~0xFFF
+    mem.write(16 * MIB, mem.read(leaf_table, 4096))  # a plausible table beyond the segment
+    slot, level = steps[-2].entry_pa, steps[-2].level
+    field = mode.address_mask(level, leaf=False)
+    raw = mem.read_entry(slot, mode.entry_size)
+    mem.write_entry(slot, mode.entry_size, (raw & ~field) | (16 * MIB))
+    path = Path(str(tmp_path)) / "img"
+    mem.save(path)
+    with open(path, "rb") as f:
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    dump = FileMemory(buf, [Segment(0, 16 * MIB, 0)], "img")
+    vas = np.array([base + 4096 * i for i in range(1024)], np.uint64)
+    t = Translator(dump, mode, space.roots, impl="compiled")
+    t.translate(vas[:32])  # learn the shapes first
+    got = t.translate(vas)
+    want = translate_batch(dump, mode, space.roots, vas, impl="numpy")
+    assert got.kinds() == want.kinds() and np.array_equal(got.pa, want.pa)
+    assert got.kinds()[512:] == ["bad-table"] * 512

@@ -316,6 +316,9 @@ typedef struct {
     const fast_level (*fl)[PW_MAX_LEVELS];
     const uint8_t *base; /* the byte of PA 0 (maybe outside the buffer; only in-range PAs read) */
     uint64_t seg_lo, span; /* an entry at epa is readable iff epa - seg_lo < span */
+    uint64_t pow; /* a power of two: entries with epa - seg_lo < pow are readable, since every
+                   * epa - seg_lo is a multiple of 8 (fast_ok), and OR-ing the lanes' offsets
+                   * tests them all at once */
     uint64_t *pa, *psize;
     int8_t *fault, *flevel;
 } fast_ctx;
@@ -370,14 +373,19 @@ static inline __attribute__((always_inline)) void fast_lanes(const int plain, co
     int32_t li = 0;
     for (;; li++, f++) {
         int ok = 1;
+        uint64_t any = 0;
         for (int g = 0; g < LANES; g++) { /* every entry address; all must be in RAM */
             rs[g] = ts[g] + ((vs[g] >> f->shift) & f->index_mask) * 8;
-            ok &= rs[g] - c->seg_lo < c->span;
+            any |= rs[g] - c->seg_lo;
         }
-        if (!ok) break;
+        if (any >= c->pow) { /* the quick test (exact when RAM is a power of two) fails */
+            for (int g = 0; g < LANES; g++) ok &= rs[g] - c->seg_lo < c->span;
+            if (!ok) break;
+        }
         for (int g = 0; g < LANES; g++) memcpy(&rs[g], c->base + rs[g], 8);
-        for (int g = 0; g < LANES; g++) ok &= (rs[g] & f->m0) == f->v0;
-        if (ok) { /* all tables of the shape seen last: down together */
+        uint64_t diff = 0;
+        for (int g = 0; g < LANES; g++) diff |= (rs[g] & f->m0) ^ f->v0;
+        if (!diff) { /* all tables of the shape seen last: down together */
             for (int g = 0; g < LANES; g++)
                 ts[g] = plain ? rs[g] & f->am0 : extract(&half->levels[li], 0, rs[g]);
             continue;
@@ -409,9 +417,12 @@ fast_loop(const int plain, const int single, const pw_walker *restrict w,
     int32_t nredo = 0, flushes = 0;
     fast_level fl[2][PW_MAX_LEVELS];
     fast_refresh(w, fl, memo);
+    uint64_t pow = 1; /* the largest power of two no larger than the segment */
+    while (pow <= (w->seg_end[0] - w->seg_start[0]) / 2) pow <<= 1;
     const fast_ctx c = {w, (const fast_level(*)[PW_MAX_LEVELS])fl, w->buf + w->seg_delta[0],
-                        w->seg_start[0], w->seg_end[0] - 7 - w->seg_start[0], pa, psize, fault,
-                        flevel};
+                        w->seg_start[0], w->seg_end[0] - 7 - w->seg_start[0], pow, pa, psize,
+                        fault, flevel};
+
     for (int64_t i = 0; i < n; i += LANES) {
         uint64_t vs[LANES];
         int32_t h = -1, together = i + LANES <= n;
@@ -444,14 +455,19 @@ fast_loop(const int plain, const int single, const pw_walker *restrict w,
     return misses;
 }
 
-/* The largest value extract() can give at any level, so that table + index * esize cannot
- * wrap around 2^64 in the fast loop. */
+/* Whether the fast loop may run: 8-byte entries in one segment; no table address (a root, or
+ * the largest value extract() can give) so high that table + index * 8 could wrap around 2^64;
+ * and every table address, and the segment's start, a multiple of 8. */
 static int fast_ok(const pw_walker *restrict w) {
-    if (!(w->esize == 8 && w->nseg == 1 && w->seg_end[0] >= 8)) return 0;
+    if (!(w->esize == 8 && w->nseg == 1 && w->seg_end[0] >= 8) || (w->seg_start[0] & 7))
+        return 0;
     for (int h = 0; h < w->nhalves; h++) {
-        if (w->halves[h].root >> 62 || w->halves[h].early_code) return 0;
-        for (int li = 0; li < w->halves[h].nlevels; li++)
-            if (extract(&w->halves[h].levels[li], 0, ~0ULL) >> 62) return 0;
+        const uint64_t root = w->halves[h].root;
+        if (root >> 62 || (root & 7) || w->halves[h].early_code) return 0;
+        for (int li = 0; li < w->halves[h].nlevels; li++) {
+            const uint64_t top = extract(&w->halves[h].levels[li], 0, ~0ULL);
+            if (top >> 62 || (top & 7)) return 0;
+        }
     }
     return 1;
 }
