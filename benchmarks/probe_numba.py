@@ -60,7 +60,7 @@ def c_walker(image: str, cr3: int, addrs: str) -> tuple[float, int, int]:
     src = Path(__file__).parent / "c" / "walk.c"
     with tempfile.TemporaryDirectory() as tmp:
         exe = str(Path(tmp) / "walk")
-        subprocess.run(["cc", "-O2", "-o", exe, str(src)], check=True)
+        subprocess.run(["cc", "-O3", "-o", exe, str(src)], check=True)
         cmd = [exe, image, str(cr3), addrs, str(REPEAT)]
         fields = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
     return float(fields[0]), int(fields[1]), int(fields[2])
