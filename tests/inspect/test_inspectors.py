@@ -140,3 +140,43 @@ def test_cli_formats(built, tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         except SystemExit as exc:
             assert not exc.code, cmd
         json.loads(capsys.readouterr().out)
+
+
+def test_lint_stray_leaves_whole_table_at_a_time() -> None:
+    """Sv39 can express a misaligned superpage (its PPN is one field): lint names it, a
+    superpage outside RAM, and counts 4 KiB pages outside RAM once per table."""
+    from pagewalk.walk import walk
+
+    spec = {
+        "mode": "sv39",
+        "ram": "16M",
+        "tables": {"base": "0x800000", "size": "4M"},
+        "map": [
+            {"va": "0x40000000", "pa": "0x0", "size": "0x600000", "perm": "rw",
+             "page_size": "0x200000"},
+            {"va": "0x80000000", "pa": "0x100000", "size": "0x4000", "perm": "rw"},
+        ],
+    }  # fmt: skip
+    b = build(spec)
+    mode, mem, roots = b.mode, b.mem, b.space.roots
+    mega = [walk(mem, mode, roots, 0x40000000 + i * 0x200000).steps[-1] for i in range(3)]
+    small = [walk(mem, mode, roots, 0x80000000 + i * 0x1000).steps[-1] for i in range(4)]
+
+    def repoint(step, pa: int) -> None:  # type: ignore[no-untyped-def]
+        ppn_field = ((1 << 44) - 1) << 10
+        mem.write_u64(step.entry_pa, (step.raw & ~ppn_field) | ((pa >> 12) << 10))
+
+    repoint(mega[1], 0x201000)  # misaligned megapage
+    repoint(mega[2], 0x4000_0000)  # aligned, beyond the 16 MiB of RAM
+    repoint(small[1], 0x5000_0000)
+    repoint(small[3], 0x5000_3000)
+    found = lint(mem, mode, roots)
+    by_code = {(f.code, f.entry_pa): f for f in found}
+    bad = by_code[("misaligned", mega[1].entry_pa)]
+    assert bad.severity == "error" and bad.va == 0x40200000 and "0x201000" in bad.message
+    far = by_code[("leaf-outside-ram", mega[2].entry_pa)]
+    assert far.severity == "info" and far.va == 0x40400000 and "0x40000000" in far.message
+    pages = by_code[("leaf-outside-ram", small[1].entry_pa)]
+    assert pages.va == 0x80001000 and pages.message.startswith("2 page(s)")
+    assert sum(f.code == "leaf-outside-ram" for f in found) == 2
+    assert sum(f.code == "misaligned" for f in found) == 1
