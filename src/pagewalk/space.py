@@ -12,6 +12,9 @@ RISC-V privileged spec, Sv32-Sv57). Policies:
 - **Ranges** descend once per table and write runs of entries with one numpy operation; they use
   the largest page that fits each step's alignment and the remaining size.
 - **Flushes**: every change returns a :class:`~pagewalk.flush.Flush` naming what a TLB must drop.
+- **Break-before-make** (Arm ARM D8.16.1): with ``space.bbm`` set (AArch64 kernels set it to
+  their flush), a change that Arm forbids over a live entry (remap, block split, memory type)
+  goes invalid, flush, new entry.
 - **Ownership**: the space frees only table frames it allocated; tables shared with another
   space (a kernel half after ``clone``) are never freed by it.
 """
@@ -125,6 +128,8 @@ class AddressSpace(TableEditor):
                 f"VA {hx(va)} is inside a {hx(level.leaf_size)}-byte page at {level.name}"
             )
         new_raw = self.mode.resize_leaf(raw, level, level, new_pa)
+        table = entry_pa - entry_pa % FRAME_SIZE
+        self._break(table, (entry_pa - table) // self._esize, 1, va, level.leaf_size)
         self._write(entry_pa, new_raw)
         old_pa = self.mode.decode(raw, level).address
         flush = Flush("remap", ((va, level.leaf_size),))

@@ -74,6 +74,7 @@ class TableEditor:
     owned: set[int]
     destroyed: bool
     listeners: list[Callable[[Any, Flush], None]]
+    bbm: Callable[[Flush], None] | None
 
     def _setup(self, mode: PagingMode, mem: PhysicalMemory, frames: FrameAllocator) -> None:
         self.mode = mode
@@ -81,6 +82,12 @@ class TableEditor:
         self.frames = frames
         self.id = next(_ids)
         self.listeners = []
+        #: break-before-make (Arm ARM D8.16.1): when set, a change that replaces one valid entry
+        #: by another with a different output address, block size or memory type is made in
+        #: three steps: the entries are made invalid, the listeners hear of it and this is
+        #: called with a Flush for their span (the kernel's TLBI and DSB), and only then are the
+        #: new entries written. AArch64 kernels set it to their flush; None writes straight over
+        self.bbm = None
         self.destroyed = False
         self.owned = set()
         #: root entries (root register, index) or whole roots (register, -1) shared by clones,
@@ -139,6 +146,16 @@ class TableEditor:
 
     def _write(self, pa: int, raw: int) -> None:
         self.mem.write_entry(pa, self._esize, raw)
+
+    def _break(self, table: int, i0: int, n: int, va: int, size: int) -> None:
+        """The *break* of break-before-make, if :attr:`bbm` is set: make entries ``i0`` to
+        ``i0 + n`` of ``table`` (which map ``[va, va + size)``) invalid, announce it, and have
+        the TLBs invalidated before the caller writes the new entries."""
+        if self.bbm is None:
+            return
+        self.mem.write_table(table + i0 * self._esize, np.zeros(n, np.uint64), self._esize)
+        flush = self._notify(Flush("break-before-make", ((va, size),)))
+        self.bbm(flush)
 
     def _slice(self, table: int, i0: int, n: int) -> U64Array:
         return self.mem.read_table(table + i0 * self._esize, n, self._esize)
@@ -401,8 +418,9 @@ class TableEditor:
         )
 
     # ------------------------------------------------------------------- splitting
-    def _split(self, ctx: _Ctx, table: int, level: Level, i: int, raw: int) -> int:
-        """Replace the leaf ``raw`` at entry ``i`` by a table of smaller leaves; return it."""
+    def _split(self, ctx: _Ctx, table: int, level: Level, i: int, raw: int, va: int) -> int:
+        """Replace the leaf ``raw`` at entry ``i`` (mapping ``va``) by a table of smaller
+        leaves that map the same; return it. The new table is filled before it is linked."""
         child_level = ctx.half.levels[ctx.half.levels.index(level) + 1]
         entry = self.mode.decode(raw, level)
         child = ctx.pool.pop()
@@ -413,6 +431,7 @@ class TableEditor:
         run = self._leaf_run(child_level, entry.address, child_level.entries, make)
         self.mem.write_table(child, run, self._esize)
         parent = self.mode.encode_table(child, level, entry.perm | ctx.perm)
+        self._break(table, i, 1, va, level.span)
         self._write(table + i * self._esize, parent)
         return child
 
@@ -486,7 +505,7 @@ class TableEditor:
                 if ctx.plan:
                     ctx.needed += self._plan_split(ctx.half, li, raw, entry.address, s_lo, s_hi)
                     continue
-                child = self._split(ctx, table, level, i, raw)
+                child = self._split(ctx, table, level, i, raw, e_lo)
             else:
                 child = entry.address
             outer = ctx.keep_tables
@@ -568,6 +587,8 @@ class TableEditor:
         if li == len(ctx.half.levels) - 1:
             if not ctx.plan:
                 new = self._reprotect(raws, level, ctx)
+                if self._retyped(raws, new, level):
+                    self._break(table, i0, raws.size, tbase + (i0 << shift), raws.size << shift)
                 self.mem.write_table(table + i0 * self._esize, new, self._esize)
             return
         for i in range(i0, i1 + 1):
@@ -576,13 +597,16 @@ class TableEditor:
             if entry.kind is EntryKind.LEAF and full:
                 if not ctx.plan:
                     one = np.array([raw], dtype=np.uint64)
-                    self._write(table + i * self._esize, int(self._reprotect(one, level, ctx)[0]))
+                    new = self._reprotect(one, level, ctx)
+                    if self._retyped(one, new, level):
+                        self._break(table, i, 1, e_lo, span)
+                    self._write(table + i * self._esize, int(new[0]))
                 continue
             if entry.kind is EntryKind.LEAF:
                 if ctx.plan:
                     ctx.needed += self._plan_split(ctx.half, li, raw, entry.address, s_lo, s_hi)
                     continue
-                child = self._split(ctx, table, level, i, raw)
+                child = self._split(ctx, table, level, i, raw, e_lo)
             else:
                 child = entry.address
                 if not ctx.plan:
@@ -591,6 +615,11 @@ class TableEditor:
                         self._write(table + i * self._esize, wider)
                         ctx.widened.append((e_lo, span))
             self._protect_rec(ctx, child, li + 1, e_lo, s_lo, s_hi)
+
+    def _retyped(self, old: U64Array, new: U64Array, level: Level) -> bool:
+        """Whether a protect changes the memory type of any entry (a BBM case on Arm)."""
+        mask = np.uint64(self.mode.memtype_mask(level))
+        return self.bbm is not None and bool(((old ^ new) & mask).any())
 
     def _reprotect(self, raws: U64Array, level: Level, ctx: _Ctx) -> U64Array:
         mask = self.mode.perm_mask(level)
@@ -639,6 +668,7 @@ class TableEditor:
         ]
         self.shared.update(keys)
         child = AddressSpace(self.mode, self.mem, self.frames, roots=roots, owned=owned)
+        child.bbm = self.bbm
         child.lender = (self, keys)
         return child
 

@@ -164,3 +164,26 @@ def test_atos_regions_zones_and_copied_directories() -> None:
     assert shared == b.space.translate(atos.LIB_BASE) and shared is not None
     assert kernel.frames.state(shared) == PageState.LIBRARY
     assert kernel.read(b, atos.USER_BASE, 1) == b"B"  # not a's program
+
+
+def test_aarch64_kernel_breaks_before_it_makes() -> None:
+    """The seL4-style kernel gives its spaces its flush as the break-before-make step, so a
+    remap of a live page and a split of its live kernel window (2 MiB blocks) pass the MMU's
+    checker; an x86 kernel's spaces have no such step."""
+    kernel = Kernel(get_profile("sel4-aarch64")).boot()
+    proc = kernel.spawn("a")
+    assert kernel.kernel_space is not None and kernel.mmu.bbm is not None
+    assert proc.space.bbm == kernel.flush and kernel.kernel_space.bbm == kernel.flush
+    heap = proc.vmas[1].start
+    kernel.write(proc, heap, b"live")  # the TLB now holds the heap page
+    old = proc.space.translate(heap)
+    new = kernel.frames.allocate()
+    kernel.flush(proc.space.remap(heap, new))
+    ram = kernel.mem.regions[0]
+    window = sel4.RAM_WINDOW + ram.base
+    kernel.mmu.access(window)  # a live 2 MiB block of the kernel window
+    kernel.flush(kernel.kernel_space.protect_range(window, 0x1000, Perm.READ))
+    assert kernel.mmu.bbm.violations == []
+    assert proc.space.translate(heap) == new != old
+    assert kernel.mmu.access(window + 0x1234) == ram.base + 0x1234
+    assert Kernel(get_profile("redox")).boot().spawn("b").space.bbm is None

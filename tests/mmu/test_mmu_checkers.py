@@ -240,3 +240,70 @@ def test_bbm_block_split_while_live_and_permission_change_allowed() -> None:
     space.protect_range(BASE, 0x1000, R | W).apply(mmu)  # splits the live 2 MiB block
     (v,) = mmu.bbm.violations  # type: ignore[union-attr]
     assert (v.what, v.level, v.operation) == ("block size", 2, "protect_range")
+
+
+def test_bbm_memory_type_change_while_live_is_a_violation() -> None:
+    from pagewalk.formats.base import MemType
+
+    mmu, space = _arm_live()
+    space.protect_range(BASE, 0x1000, R | W, MemType.DEVICE).apply(mmu)
+    (v,) = mmu.bbm.violations  # type: ignore[union-attr]
+    assert (v.what, v.skipped, v.operation) == ("memory type", "break", "protect_range")
+
+
+# ------------------------------------------- the space's own break-before-make (space.bbm)
+@pytest.mark.parametrize(
+    "change",
+    ["remap", "split by protect", "split by unmap", "memory type"],
+)
+def test_space_bbm_hook_makes_every_live_change_legal(change: str) -> None:
+    """With ``space.bbm`` set, the changes Arm forbids straight over a live entry become
+    invalid -> TLBI -> new entry: the checker sees no violation, the TLB never holds the old
+    translation, and the tables end where the plain change would put them."""
+    from pagewalk.formats.base import MemType
+    from pagewalk.walk import walk
+
+    size = 0x1000 if change in ("remap", "memory type") else 0x20_0000
+    mmu, space = _arm_live(size)
+    seen: list[tuple[str, tuple[tuple[int, int], ...], bool]] = []
+
+    def tlbi(flush: Any) -> None:
+        # at the break the entry is invalid in memory, and the walk there faults
+        seen.append(
+            (
+                flush.operation,
+                tuple(flush.ranges),
+                walk(space.mem, space.mode, space.roots, BASE).fault is not None,
+            )
+        )
+        flush.apply(mmu)
+
+    space.bbm = tlbi
+    if change == "remap":
+        space.remap(BASE, 0x50_0000).apply(mmu)
+        want = 0x50_0000
+    elif change == "split by protect":
+        space.protect_range(BASE, 0x1000, R | W).apply(mmu)
+        want = 0x20_0000
+    elif change == "split by unmap":
+        space.unmap_range(BASE + 0x1000, 0x1000).apply(mmu)
+        want = 0x20_0000
+    else:
+        space.protect_range(BASE, 0x1000, R | W, MemType.DEVICE).apply(mmu)
+        want = PA0
+    assert mmu.bbm.violations == []  # type: ignore[union-attr]
+    span = 0x1000 if size == 0x1000 else 0x20_0000
+    assert seen == [("break-before-make", ((BASE, span),), True)]
+    assert mmu.access(BASE) == want
+    if change == "split by unmap":
+        with pytest.raises(Exception, match="translation"):
+            mmu.access(BASE + 0x1000)
+
+
+def test_space_bbm_hook_is_not_called_for_permission_changes() -> None:
+    mmu, space = _arm_live(0x20_0000)
+    calls: list[Any] = []
+    space.bbm = calls.append
+    space.protect_range(BASE, 0x20_0000, R).apply(mmu)
+    assert calls == [] and mmu.bbm.violations == []  # type: ignore[union-attr]
+    assert space.clone().bbm == calls.append

@@ -160,6 +160,14 @@ class Kernel:
         """Hand a flush to the CPU side (the TLB model when one is attached)."""
         self.flush_sink(flush)
 
+    def _own(self, space: AddressSpace) -> AddressSpace:
+        """Give the kernel's flush to ``space`` as its break-before-make step where the
+        architecture requires one (AArch64, Arm ARM D8.16.1): a remap, a split of a live block
+        or a change of memory type then goes invalid, TLBI, new entry."""
+        if self.mode.name == "aarch64":
+            space.bbm = self.flush
+        return space
+
     def boot(self) -> Kernel:
         """Run the boot sequence: early tables, final tables, switch, early tables dropped."""
         p = self.profile
@@ -167,13 +175,13 @@ class Kernel:
             "boot",
             f"memory map: {len(self.memmap)} regions, {hx(self.memmap.usable_bytes())} usable",
         )
-        self.early_space = AddressSpace(self.mode, self.mem, self.frames)
+        self.early_space = self._own(AddressSpace(self.mode, self.mem, self.frames))
         for m in p.early_mappings(self):
             self.flush(self.early_space.map_range(m.va, m.pa, m.size, m.perm))
             self.log("early", f"early map {m.name}: {hx(m.va)}+{hx(m.size)} -> {hx(m.pa)}")
         self.mmu.attach(self.early_space)
         self.flush(Flush("install early tables", everything=True))
-        space = AddressSpace(self.mode, self.mem, self.frames)
+        space = self._own(AddressSpace(self.mode, self.mem, self.frames))
         self.kernel_maps = p.kernel_mappings(self)
         for m in self.kernel_maps:
             flush = space.map_range(m.va, m.pa, m.size, m.perm, m.memtype)
@@ -239,7 +247,7 @@ class Kernel:
     def spawn_empty(self, name: str) -> Process:
         """A process with a fresh space (kernel half shared) and no areas yet."""
         pid = next(self._pids)
-        space = self.profile.process_space(self, self._kernel())
+        space = self._own(self.profile.process_space(self, self._kernel()))
         proc = Process(pid, name, space, self.profile.asid_for(pid))
         self.processes[pid] = proc
         return proc

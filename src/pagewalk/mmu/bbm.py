@@ -13,8 +13,9 @@ read again:
 
 - still the same: nothing to say;
 - now invalid: the *break* happened; the entry waits for a TLBI;
-- valid with another output address, or leaf/table or size changed: a violation, worded to say
-  whether it skipped the break or the TLBI;
+- valid with another output address, leaf/table or size changed, or (a leaf) another memory
+  type (D8.16.1 lists cacheability and shareability among the changes that need the break): a
+  violation, worded to say whether it skipped the break or the TLBI;
 - only the permissions or A/D state changed: allowed without break-before-make.
 
 A TLBI (or any TLB invalidation, :meth:`~pagewalk.mmu.tlb.TLB.drop`) that covers a watched entry's
@@ -175,9 +176,13 @@ class BreakBeforeMake:
 
 
 def _conflict(old: Entry, new: Entry) -> str | None:
-    """What a direct change from ``old`` to ``new`` breaks (None if only attributes changed)."""
+    """What a direct change from ``old`` to ``new`` breaks (None if only permissions or the
+    access/dirty state changed). Arm ARM D8.16.1 also requires the break for a change of memory
+    type (cacheability, shareability), which a leaf's ``memtype`` names."""
     if old.kind is not new.kind or old.size != new.size:
         return "block size"
     if old.address != new.address:
         return "output address"
+    if old.kind is EntryKind.LEAF and old.memtype != new.memtype:
+        return "memory type"
     return None
