@@ -29,6 +29,8 @@ from pagewalk.formats import MODE_NAMES, MemType, Perm, make_mode
 from pagewalk.memory.physical import PhysicalMemory
 from pagewalk.space import AddressSpace
 
+MIB = 1 << 20
+
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 RW = Perm.READ | Perm.WRITE
 POOL = 0x10_0000
@@ -501,3 +503,61 @@ def test_riscv_protect_keeps_the_dirty_bit() -> None:
     space.protect(0x40000000, Perm.READ | Perm.USER).ignore()
     raw = mem.read_entry(step.entry_pa, 8)
     assert raw & D and not raw & W
+
+
+class _Frames:
+    """A frame allocator that hands out the frames it is given, in that order."""
+
+    def __init__(self, frames: list[int]) -> None:
+        self.free_list, self.taken = list(frames), set[int]()
+
+    def allocate(self, n_frames: int = 1, align: int = 4096) -> int:
+        from pagewalk.errors import OutOfMemoryError
+
+        if not self.free_list:
+            raise OutOfMemoryError("no frames left")
+        pa = self.free_list.pop(0)
+        self.taken.add(pa)
+        return pa
+
+    def free(self, pa: int, n_frames: int = 1) -> None:
+        self.taken.remove(pa)
+        self.free_list.insert(0, pa)
+
+
+@pytest.mark.parametrize("name", ["x86", "pae"])
+def test_tables_must_fit_the_entries_that_point_to_them(name: str) -> None:
+    """32-bit x86 points to every table with 32 bits, PAE only to its PDPT (through CR3): a
+    frame too high is refused before anything is written, and goes back to the allocator."""
+    from pagewalk.errors import PhysicalAddressTooWideError
+
+    mode = make_mode(name)
+    high = 5 << 30
+    mem = PhysicalMemory(regions=[(0, 16 * MIB), (high, 16 * MIB)])
+    frames = _Frames([high, high + 0x1000])
+    with pytest.raises(PhysicalAddressTooWideError, match=r"for a root table.*below 0x100000000"):
+        AddressSpace(mode, mem, frames)  # type: ignore[arg-type]
+    assert not frames.taken
+    with pytest.raises(PhysicalAddressTooWideError, match="32-bit root register"):
+        AddressSpace(mode, mem, frames, roots=[high] * len(mode.halves))  # type: ignore[arg-type]
+    frames = _Frames([0x100000, high, high + 0x1000, high + 0x2000])
+    space = AddressSpace(mode, mem, frames)  # type: ignore[arg-type]
+    before = mem.read(0x100000, 4096)
+    if name == "x86":
+        with pytest.raises(PhysicalAddressTooWideError, match=r"for a table.*below 0x100000000"):
+            space.map(0x400000, 0x1000)
+        assert frames.taken == {0x100000} and mem.read(0x100000, 4096) == before
+    else:  # PAE's page directories and tables may lie above 4 GiB
+        space.map(0x400000, 0x1000).ignore()
+        assert space.translate(0x400123) == 0x1123 and frames.taken >= {high, high + 0x1000}
+
+
+def test_clone_takes_its_roots_from_the_lowest_frames() -> None:
+    mode = make_mode("pae")
+    high = 5 << 30
+    mem = PhysicalMemory(regions=[(0, 16 * MIB), (high, 16 * MIB)])
+    frames = _Frames([0x100000, 0x101000, high, high + 0x1000, high + 0x2000, 0x102000])
+    space = AddressSpace(mode, mem, frames)  # type: ignore[arg-type]
+    space.map(0x400000, 0x1000).ignore()
+    child = space.clone(share_kernel=False)
+    assert child.roots[0] < 1 << 32 and child.translate(0x400123) == 0x1123

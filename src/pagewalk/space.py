@@ -28,6 +28,7 @@ from pagewalk.errors import (
     MisalignedAddressError,
     NotMappedError,
     PagingError,
+    PhysicalAddressTooWideError,
     hx,
 )
 from pagewalk.flush import Flush
@@ -60,8 +61,15 @@ class AddressSpace(TableEditor):
     ) -> None:
         self._setup(mode, mem, frames)
         if roots is None:
-            self.roots = tuple(self._alloc_tables(len(self._root_ids())))
+            n = len(self._root_ids())
+            self.roots = tuple(self._alloc_tables(n, n_roots=n))
         else:
+            for r in roots:
+                if r < 0 or r >> mode.root_bits:
+                    raise PhysicalAddressTooWideError(
+                        f"root table PA {hx(r)} does not fit the {mode.root_bits}-bit root "
+                        f"register of mode {mode.name}"
+                    )
             self.roots = tuple(roots)
             self.owned = set(self.table_frames()) if owned is None else set(owned)
 

@@ -14,6 +14,7 @@ that table. Tables left empty by an unmap are freed (when this space owns them).
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,32 @@ if TYPE_CHECKING:
 
 DEFAULT_PERM = Perm.READ | Perm.WRITE
 _ids = itertools.count(1)
+_TABLE_LIMITS: weakref.WeakKeyDictionary[PagingMode, int] = weakref.WeakKeyDictionary()
+
+
+def table_limit(mode: PagingMode) -> int:
+    """The PA below which a table can be pointed to from every level that points to tables.
+
+    Found once per mode with the codec's own ``encode_table`` (a binary search on the width), so
+    it is the codec's rule: 4 GiB for 32-bit x86's 32-bit PDEs, MAXPHYADDR elsewhere.
+    """
+    if mode in _TABLE_LIMITS:
+        return _TABLE_LIMITS[mode]
+    size = max(FRAME_SIZE, mode.page_size)
+    limit = 1 << 64
+    for half in mode.halves:
+        for level in half.levels[:-1]:
+            lo, hi = size.bit_length() - 1, 64  # the widest 2**b whose last frame encodes
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                try:
+                    mode.encode_table((1 << mid) - size, level, Perm.NONE)
+                    lo = mid
+                except PagingError:
+                    hi = mid - 1
+            limit = min(limit, 1 << lo)
+    _TABLE_LIMITS[mode] = limit
+    return limit
 
 
 @dataclass
@@ -103,19 +130,39 @@ class TableEditor:
         """Bytes a table frame takes: 4 KiB, or one Arm granule."""
         return max(FRAME_SIZE, self.mode.page_size)
 
-    def _alloc_frames(self, n: int) -> list[int]:
-        """Allocate and zero ``n`` table frames, all or nothing (not yet owned)."""
+    def _alloc_frames(self, n: int, n_roots: int = 0) -> list[int]:
+        """Allocate and zero ``n`` table frames, all or nothing (not yet owned).
+
+        The first ``n_roots`` (the lowest) are for root tables. Every frame must lie where the
+        mode can point to it: below :func:`table_limit`, and a root below what the root register
+        holds (32 bits for 32-bit x86 and PAE's CR3, SDM vol. 3A 4.3, 4.4.1).
+        """
         size = self.table_bytes
         got: list[int] = []
         try:
             for _ in range(n):
                 got.append(self.frames.allocate(size // FRAME_SIZE, size))
         except OutOfMemoryError as exc:
-            for pa in got:
-                self.frames.free(pa, size // FRAME_SIZE)
+            self._give_back(got)
             raise OutOfMemoryError(
                 f"out of frames: needed {n} table frame(s), got {len(got)}; nothing changed ({exc})"
             ) from None
+        if n_roots:  # the lowest frames become the roots; the rest keep the allocator's order
+            low = sorted(got)[:n_roots]
+            lows = set(low)
+            got = low + [pa for pa in got if pa not in lows]
+        tables = table_limit(self.mode)
+        for i, pa in enumerate(got):
+            limit, what = tables, "table"
+            if i < n_roots:
+                limit, what = min(limit, 1 << self.mode.root_bits), "root table"
+            if pa + size > limit:
+                self._give_back(got)
+                raise PhysicalAddressTooWideError(
+                    f"the frame allocator gave PA {hx(pa)} for a {what}, but mode "
+                    f"{self.mode.name} can only point to tables below {hx(limit)}; nothing "
+                    "changed (give the space an allocator whose frames lie lower)"
+                )
         ordered = sorted(got)
         start = 0
         for j in range(1, len(ordered) + 1):  # zero each run of adjacent frames at once
@@ -124,8 +171,12 @@ class TableEditor:
                 start = j
         return got
 
-    def _alloc_tables(self, n: int) -> list[int]:
-        got = self._alloc_frames(n)
+    def _give_back(self, frames: list[int]) -> None:
+        for pa in frames:
+            self.frames.free(pa, self.table_bytes // FRAME_SIZE)
+
+    def _alloc_tables(self, n: int, n_roots: int = 0) -> list[int]:
+        got = self._alloc_frames(n, n_roots)
         self.owned.update(got)
         return got
 
@@ -650,12 +701,13 @@ class TableEditor:
         n_tables = len(copied)
         for r in copied:
             n_tables += sum(1 for _ in self._copied_subtrees(r, actions[r] or [], seen))
-        pool = self._alloc_frames(n_tables)
+        pool = self._alloc_frames(n_tables, n_roots=len(copied))
         owned = set(pool)
         roots = list(self.roots)
         memo: dict[int, int] = {}
-        for r in copied:
-            roots[r] = memo[self.roots[r]] = pool.pop()
+        new_roots, pool = pool[: len(copied)], pool[len(copied) :]
+        for r, frame in zip(copied, new_roots, strict=True):
+            roots[r] = memo[self.roots[r]] = frame
         for r in copied:
             self._copy_root(r, actions[r] or [], roots[r], pool, memo)
         assert not pool, "clone counted more tables than it copied"

@@ -135,6 +135,7 @@ class AArch64Mode(PagingMode):
         if ips not in _IPS:
             raise ConfigError(f"TCR_EL1.IPS={ips} is reserved")
         self.pa_bits = min(_IPS[ips], 48)
+        self.root_bits = self.pa_bits  # TTBRn_EL1.BADDR
         self.ha = bool(tcr & TCR_HA)
         self.hd = bool(tcr & TCR_HD) and self.ha
         self.tbi = (bool(tcr & TCR_TBI0), bool(tcr & TCR_TBI1))

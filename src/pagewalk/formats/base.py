@@ -227,6 +227,8 @@ class PagingMode(ABC):
     entry_size: int
     #: the widest physical address the format can hold, in bits
     pa_bits: int
+    #: how wide a root table's PA may be (the root register's address field)
+    root_bits: int
     #: the smallest page size
     page_size: int = 4096
     #: names of the root registers, in the order ``roots`` tuples use

@@ -63,7 +63,7 @@ class RiscVMode(PagingMode):
         n = _LEVELS[variant]
         if variant == "sv32":
             self.entry_size = 4
-            self.pa_bits = 34
+            self.pa_bits = self.root_bits = 34  # satp.PPN is 22 bits
             levels: tuple[Level, ...] = (
                 Level(1, 1, "VPN[1]", 22, 10, 4 * MiB),
                 Level(0, 0, "VPN[0]", 12, 10, 4096),
@@ -73,7 +73,7 @@ class RiscVMode(PagingMode):
             self._reserved = 0
         else:
             self.entry_size = 8
-            self.pa_bits = 56
+            self.pa_bits = self.root_bits = 56  # satp.PPN is 44 bits
             levels = tuple(
                 Level(i, i, f"VPN[{i}]", 12 + 9 * i, 9, 4096 << (9 * i)) for i in reversed(range(n))
             )

@@ -137,6 +137,8 @@ class X86Mode(PagingMode):
         self.pke = bool(cr4 & CR4_PKE) and variant in ("x86_64", "la57")
         self.root_names = ("CR3",)
         self.pa_bits = min(maxphyaddr, 40) if variant == "x86" else maxphyaddr
+        # CR3 is 32 bits outside IA-32e mode (SDM vol. 3A 4.3, 4.4.1)
+        self.root_bits = 32 if variant in ("x86", "pae") else maxphyaddr
         self._build_levels()
         self._build_masks()
 
