@@ -58,3 +58,69 @@ def test_stream_rejects_ragged_input(tmp_path: Path, capsys: pytest.CaptureFixtu
                 "--to-file", str(tmp_path / "out")])  # fmt: skip
     assert code == 2
     assert "not a whole number" in capsys.readouterr().err
+
+
+def test_stream_pipes_and_safe_output(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """``-`` reads stdin / writes stdout (reads of any size, whole words only); a failed run
+    leaves an existing OUT as it was; OUT may not be ADDRS itself."""
+    import subprocess
+    import sys
+
+    mode = make_mode("x86_64")
+    rng = random.Random(9)
+    mem, space = random_space(mode, rng)
+    image = tmp_path / "img"
+    save(image, mem, mode, space.roots)
+    vas = sample_vas(mode, space, rng)
+    data = np.array(vas, dtype="<u8").tobytes()
+    want = [walk(mem, mode, space.roots, va).pa for va in vas]
+    want_words = [2**64 - 1 if pa is None else pa for pa in want]
+    cmd = [sys.executable, "-m", "pagewalk", "translate", str(image), "--from-file", "-",
+           "--to-file", "-"]  # fmt: skip
+    proc = subprocess.run(cmd, input=data, capture_output=True, check=True)
+    assert np.frombuffer(proc.stdout, dtype="<u8").tolist() == want_words
+    assert f"translated {len(vas)} address(es) to stdout" in proc.stderr.decode()
+    ragged = subprocess.run(cmd, input=data + b"\1\2\3", capture_output=True)
+    assert ragged.returncode == 2 and b"not a whole number" in ragged.stderr
+    (tmp_path / "out").write_bytes(b"old contents")
+    (tmp_path / "bad").write_bytes(b"\0" * 13)
+    args = ["translate", str(image), "--from-file", str(tmp_path / "bad"), "--to-file"]
+    assert run([*args, str(tmp_path / "out")]) == 2
+    assert (tmp_path / "out").read_bytes() == b"old contents"
+    (tmp_path / "in").write_bytes(data)
+    same = ["translate", str(image), "--from-file", str(tmp_path / "in"), "--to-file"]
+    assert run([*same, str(tmp_path / "in")]) == 2
+    assert (tmp_path / "in").read_bytes() == data
+    assert b"is the input file" in capfdbinary.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "img", "img.json", "in", "out"]
+
+
+def test_stream_failing_midway_leaves_no_partial_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pagewalk.batch import Translator
+    from pagewalk.errors import DumpError
+
+    mode = make_mode("x86_64")
+    mem, space = random_space(mode, random.Random(3))
+    save(tmp_path / "img", mem, mode, space.roots)
+    np.arange(1000, dtype="<u8").tofile(tmp_path / "in")
+    (tmp_path / "out").write_bytes(b"old contents")
+    calls = []
+    real = Translator.translate
+
+    def flaky(self: Translator, vas: object, *, out: object = None) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            raise DumpError("the disk went away")
+        return real(self, vas, out=out)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(image_cmds, "STREAM_CHUNK", 64)
+    monkeypatch.setattr(Translator, "translate", flaky)
+    code = run(["translate", str(tmp_path / "img"), "--from-file", str(tmp_path / "in"),
+                "--to-file", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2 and len(calls) == 3
+    assert (tmp_path / "out").read_bytes() == b"old contents"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img", "img.json", "in", "out"]

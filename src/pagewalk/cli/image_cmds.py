@@ -7,8 +7,12 @@ shape is the contract in ``docs/cli.md``.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 import numpy as np
@@ -33,14 +37,15 @@ STREAM_CHUNK = 1 << 20
 @click.option(
     "--from-file",
     "from_file",
-    type=click.Path(dir_okay=False, exists=True),
-    help="Read VAs as little-endian u64 from this file (batch mode; needs --to-file).",
+    type=click.Path(dir_okay=False, exists=True, allow_dash=True),
+    help="Read VAs as little-endian u64 from this file, or - for stdin (needs --to-file).",
 )
 @click.option(
     "--to-file",
     "to_file",
-    type=click.Path(dir_okay=False),
-    help="Write PAs as little-endian u64 (0xFFFFFFFFFFFFFFFF for a fault), one per VA.",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write PAs as little-endian u64 (0xFFFFFFFFFFFFFFFF for a fault), one per VA; - for "
+    "stdout.",
 )
 @click.option(
     "--access",
@@ -73,7 +78,8 @@ def translate(
     machine = machine_from(image, kwargs)
     if from_file is not None and to_file is not None:
         n, faults = stream_translate(machine, from_file, to_file)
-        click.echo(f"translated {n} address(es) to {to_file}: {faults} fault(s)")
+        where = "stdout" if to_file == "-" else to_file
+        click.echo(f"translated {n} address(es) to {where}: {faults} fault(s)", err=to_file == "-")
         return
     addresses = [parse_int(v, "VA") for v in vas]
     results = [walk(machine.mem, machine.mode, machine.roots, va) for va in addresses]
@@ -127,28 +133,60 @@ def build_cmd(spec: str, out: str) -> None:
 def stream_translate(machine: Machine, src: str, dst: str) -> tuple[int, int]:
     """Translate the u64 VAs in ``src`` into u64 PAs in ``dst``, a chunk at a time.
 
+    ``-`` stands for standard input or output. A file ``dst`` is written under a temporary name
+    and renamed at the end, so an error never leaves half an output (or spoils an old one).
+
     Returns:
         ``(addresses, faults)``.
 
     Raises:
-        DumpError: ``src`` is not a whole number of 8-byte addresses.
+        DumpError: the input is not a whole number of 8-byte addresses (checked before any
+            work for a file, at the end for a pipe), or ``dst`` is the input file itself.
     """
-    size = Path(src).stat().st_size
-    if size % 8:
-        raise DumpError(f"{src}: {size} bytes is not a whole number of 8-byte addresses")
+    if src != "-":
+        size = Path(src).stat().st_size
+        if size % 8:
+            raise DumpError(f"{src}: {size} bytes is not a whole number of 8-byte addresses")
+        if dst != "-" and Path(dst).exists() and os.path.samefile(src, dst):
+            raise DumpError(f"{dst} is the input file: writing it would destroy the addresses")
     translator = Translator(machine.mem, machine.mode, machine.roots)
+    if dst == "-":
+        return _stream(translator, src, sys.stdout.buffer)
+    out = Path(dst)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fout:
+            counts = _stream(translator, src, fout)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return counts
+
+
+def _stream(translator: Translator, src: str, fout: BinaryIO) -> tuple[int, int]:
+    """The chunk loop: whole 8-byte words only, whatever sizes the reads return (pipes)."""
     buf = np.empty(STREAM_CHUNK, dtype="<u8")
+    raw = buf.data.cast("B")
     results = BatchResult.empty(STREAM_CHUNK)  # filled in place chunk after chunk
-    n = faults = 0
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
+    n = faults = carry = 0
+    with contextlib.ExitStack() as stack:
+        fin: Any = sys.stdin.buffer if src == "-" else stack.enter_context(open(src, "rb"))
         while True:
-            got = fin.readinto(buf.data.cast("B")) or 0
+            got = fin.readinto(raw[carry:]) or 0
             if not got:
                 break
-            result = translator.translate(buf[: got // 8], out=results.head(got // 8))
-            fout.write(result.pa.astype("<u8", copy=False).tobytes())
-            n += got // 8
-            faults += int(np.count_nonzero(result.fault))
+            have = carry + got
+            words = have // 8
+            if words:
+                result = translator.translate(buf[:words], out=results.head(words))
+                fout.write(result.pa.astype("<u8", copy=False).data)
+                n += words
+                faults += int(np.count_nonzero(result.fault))
+            carry = have - words * 8
+            raw[:carry] = raw[words * 8 : have]
+    if carry:
+        raise DumpError(f"{src}: {n * 8 + carry} bytes is not a whole number of 8-byte addresses")
     return n, faults
 
 
