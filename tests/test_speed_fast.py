@@ -260,3 +260,33 @@ def test_lanes_stop_at_the_end_of_a_dump_segment(tmp_path: object) -> None:
     want = translate_batch(dump, mode, space.roots, vas, impl="numpy")
     assert got.kinds() == want.kinds() and np.array_equal(got.pa, want.pa)
     assert got.kinds()[512:] == ["bad-table"] * 512
+
+
+@needs_fast
+@pytest.mark.parametrize("name", MODE_NAMES)
+def test_lanes_at_the_edges_of_the_halves(name: str) -> None:
+    """Groups of sixteen addresses just inside and just outside each half's VA range (the
+    fast loop tests a group's half at once): each must get the reference's verdict."""
+    mode = make_mode(name)
+    mem = PhysicalMemory(32 * MIB)
+    space = AddressSpace(mode, mem, SimpleFrameAllocator(16 * MIB, 16 * MIB))
+    size = 16 * mode.page_size
+    for half in mode.halves:  # pages at both ends of each half, where a wrong half would land
+        for va in (half.va_start, half.va_end - size):
+            space.map_range(va, 0, size, Perm.READ, page_sizes=(mode.page_size,)).ignore()
+    vas: list[int] = []
+    for half in mode.halves:
+        page = mode.page_size
+        for base, step in ((half.va_start, page), (half.va_end - page, -page)):
+            vas += [(base + k * step) % 2**64 for k in range(16)]  # inside
+        for base, step in ((half.va_end, page), (half.va_start - page, -page)):
+            vas += [(base + k * step) % 2**64 for k in range(16)]  # outside
+    vas += [mode.halves[0].va_start + page * k for k in range(15)] + [mode.halves[-1].va_start]
+    t = Translator(mem, mode, space.roots, impl="compiled")
+    t.translate(np.array(vas, np.uint64))  # learn the shapes
+    got = t.translate(np.array(vas, np.uint64))
+    for i, va in enumerate(vas):
+        ref = walk(mem, mode, space.roots, va)
+        kind = FAULT_KINDS[int(got.fault[i])] or None
+        assert kind == (ref.fault.kind if ref.fault else None), (hex(va), kind, ref.fault)
+        assert ref.fault is not None or int(got.pa[i]) == ref.pa, hex(va)

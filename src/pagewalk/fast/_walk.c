@@ -390,6 +390,19 @@ static inline __attribute__((always_inline)) void fast_lanes(const int plain, co
                 ts[g] = plain ? rs[g] & f->am0 : extract(&half->levels[li], 0, rs[g]);
             continue;
         }
+        uint64_t ldiff = 0;
+        for (int g = 0; g < LANES; g++) ldiff |= (rs[g] & f->m1) ^ f->v1;
+        if (!ldiff) { /* all leaves of the shape seen last */
+            const uint64_t size = f->size_mask + 1;
+            for (int g = 0; g < LANES; g++) {
+                c->pa[i + g] = (plain ? rs[g] & f->am1 : extract(&half->levels[li], 1, rs[g])) |
+                               (vs[g] & f->size_mask);
+                c->psize[i + g] = size;
+                c->fault[i + g] = 0;
+                c->flevel[i + g] = -1;
+            }
+            return;
+        }
         for (int g = 0; g < LANES; g++) { /* the lanes part here, each with its entry read */
             const uint64_t r = rs[g];
             if ((r & f->m0) == f->v0) {
@@ -423,14 +436,31 @@ fast_loop(const int plain, const int single, const pw_walker *restrict w,
                         w->seg_start[0], w->seg_end[0] - 7 - w->seg_start[0], pow, pa, psize,
                         fault, flevel};
 
+    /* A half whose VA range is a plain power-of-two span (no tagged top byte) can take a whole
+     * group in one test: every v - lo OR-ed together stays within the span. */
+    uint64_t qlo[2] = {0, 0}, qwidth[2] = {0, 0};
+    int32_t quick[2] = {0, 0};
+    for (int hh = 0; hh < w->nhalves; hh++) {
+        const pw_half *q = &w->halves[hh];
+        qlo[hh] = q->lo, qwidth[hh] = q->hi - q->lo;
+        quick[hh] = !q->tbi && !q->split55 && !(qwidth[hh] & (qwidth[hh] + 1));
+    }
     for (int64_t i = 0; i < n; i += LANES) {
         uint64_t vs[LANES];
         int32_t h = -1, together = i + LANES <= n;
         if (together) {
             for (int g = 0; g < LANES; g++) vs[g] = va[i + g];
-            h = half_of(single, w, vs[0]);
-            for (int g = 1; g < LANES; g++) together &= half_of(single, w, vs[g]) == h;
-            together &= h >= 0;
+            for (int hh = 0; hh < w->nhalves && h < 0; hh++) {
+                if (!quick[hh]) continue;
+                uint64_t acc = 0;
+                for (int g = 0; g < LANES; g++) acc |= vs[g] - qlo[hh];
+                if (acc <= qwidth[hh]) h = hh;
+            }
+            if (h < 0) {
+                h = half_of(single, w, vs[0]);
+                for (int g = 1; g < LANES; g++) together &= half_of(single, w, vs[g]) == h;
+                together &= h >= 0;
+            }
         }
         if (together) {
             fast_lanes(plain, &c, h, vs, i, redo, &nredo);
