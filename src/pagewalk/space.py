@@ -34,11 +34,12 @@ from pagewalk.errors import (
 from pagewalk.flush import Flush
 from pagewalk.formats.base import Level, MemType, PagingMode, Perm
 from pagewalk.memory.physical import PhysicalMemory
-from pagewalk.space_ops import DEFAULT_PERM, TableEditor
+from pagewalk.space_clone import SharingEditor
+from pagewalk.space_ops import DEFAULT_PERM
 from pagewalk.walk import Walk, translate, walk
 
 
-class AddressSpace(TableEditor):
+class AddressSpace(SharingEditor):
     """One set of page tables (one root per root register of the mode).
 
     Args:
