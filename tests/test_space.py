@@ -561,3 +561,21 @@ def test_clone_takes_its_roots_from_the_lowest_frames() -> None:
     space.map(0x400000, 0x1000).ignore()
     child = space.clone(share_kernel=False)
     assert child.roots[0] < 1 << 32 and child.translate(0x400123) == 0x1123
+
+
+def test_listeners_hear_the_name_of_the_call_made() -> None:
+    """A one-page call runs a range call inside; listeners hear the one-page name, and a
+    break-before-make step inside keeps its own."""
+    from pagewalk.alloc.simple import SimpleFrameAllocator as Frames
+
+    mode = make_mode("aarch64")
+    mem = PhysicalMemory(16 * MIB)
+    space = AddressSpace(mode, mem, Frames(8 * MIB, 8 * MIB))
+    heard: list[str] = []
+    space.listeners.append(lambda _space, flush: heard.append(flush.operation))
+    space.bbm = lambda flush: flush.ignore()
+    space.map(0x40_0000, 0x1000).ignore()
+    space.protect(0x40_0000, Perm.READ, MemType.DEVICE).ignore()
+    space.unmap(0x40_0000).ignore()
+    space.map_range(0x40_0000, 0x1000, 0x2000, Perm.READ).ignore()
+    assert heard == ["map", "break-before-make", "protect", "unmap", "map_range"]

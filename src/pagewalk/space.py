@@ -102,8 +102,8 @@ class AddressSpace(SharingEditor):
             raise MisalignedAddressError(
                 f"PA {hx(pa)} is not aligned to {hx(page_size)} (mapping VA {hx(va)})"
             )
-        flush = self.map_range(va, pa, page_size, perm, memtype, page_sizes=(page_size,))
-        flush.operation = "map"
+        with self._named("map"):
+            flush = self.map_range(va, pa, page_size, perm, memtype, page_sizes=(page_size,))
         return flush
 
     def _leaf_at(self, va: int) -> tuple[Level, int, int]:
@@ -124,8 +124,8 @@ class AddressSpace(SharingEditor):
             raise MisalignedAddressError(
                 f"VA {hx(va)} is inside a {hx(level.leaf_size)}-byte page; use protect_range"
             )
-        flush = self.protect_range(va, level.leaf_size, perm, memtype)
-        flush.operation = "protect"
+        with self._named("protect"):
+            flush = self.protect_range(va, level.leaf_size, perm, memtype)
         return flush
 
     def remap(self, va: int, new_pa: int) -> Flush:
@@ -154,8 +154,8 @@ class AddressSpace(SharingEditor):
             raise MisalignedAddressError(
                 f"VA {hx(va)} is not the start of a {hx(size)}-byte page; use unmap_range"
             )
-        flush = self.unmap_range(va, size)
-        flush.operation = "unmap"
+        with self._named("unmap"):
+            flush = self.unmap_range(va, size)
         return flush
 
     # ------------------------------------------------------------------------ queries

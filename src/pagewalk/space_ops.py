@@ -13,10 +13,11 @@ that table. Tables left empty by an unmap are freed (when this space owns them).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +110,8 @@ class TableEditor:
         self.frames = frames
         self.id = next(_ids)
         self.listeners = []
+        #: the name listeners see while a one-page call (map, protect, unmap) runs a range call
+        self._operation: str | None = None
         #: break-before-make (Arm ARM D8.16.1): when set, a change that replaces one valid entry
         #: by another with a different output address, block size or memory type is made in
         #: three steps: the entries are made invalid, the listeners hear of it and this is
@@ -195,6 +198,15 @@ class TableEditor:
     def _read(self, pa: int) -> int:
         return self.mem.read_entry(pa, self._esize)
 
+    @contextlib.contextmanager
+    def _named(self, operation: str) -> Iterator[None]:
+        """Announce the range call made inside as ``operation``."""
+        self._operation = operation
+        try:
+            yield
+        finally:
+            self._operation = None
+
     def _write(self, pa: int, raw: int) -> None:
         self.mem.write_entry(pa, self._esize, raw)
 
@@ -213,6 +225,8 @@ class TableEditor:
 
     def _notify(self, flush: Flush) -> Flush:
         flush.space_id = self.id
+        if self._operation is not None and flush.operation != "break-before-make":
+            flush.operation = self._operation  # the one-page call that ran this range call
         for listener in self.listeners:
             listener(self, flush)
         return flush
