@@ -566,13 +566,9 @@ class TableEditor:
                     ctx.unmapped.append((e_lo, entry.address, span))
                     self._write(table + i * self._esize, 0)
                 continue
-            if entry.kind is EntryKind.LEAF:
-                if ctx.plan:
-                    ctx.needed += self._plan_split(ctx.half, li, raw, entry.address, s_lo, s_hi)
-                    continue
-                child = self._split(ctx, table, level, i, raw, e_lo)
-            else:
-                child = entry.address
+            child = self._child(ctx, table, li, i, raw, entry, e_lo, s_lo, s_hi)
+            if child is None:
+                continue
             outer = ctx.keep_tables
             if li == 0:
                 r = ctx.half.root
@@ -581,6 +577,27 @@ class TableEditor:
             if not ctx.plan and not ctx.keep_tables:
                 self._drop_if_empty(ctx, table, level, i, child)
             ctx.keep_tables = outer
+
+    def _child(
+        self,
+        ctx: _Ctx,
+        table: int,
+        li: int,
+        i: int,
+        raw: int,
+        entry: Entry,
+        e_lo: int,
+        s_lo: int,
+        s_hi: int,
+    ) -> int | None:
+        """The table below entry ``i`` that a range operation goes on in. A leaf the range
+        only partly covers is split first (the plan pass only counts the tables: None)."""
+        if entry.kind is not EntryKind.LEAF:
+            return entry.address
+        if ctx.plan:
+            ctx.needed += self._plan_split(ctx.half, li, raw, entry.address, s_lo, s_hi)
+            return None
+        return self._split(ctx, table, ctx.half.levels[li], i, raw, e_lo)
 
     def _covered(
         self, table: int, level: Level, i: int, raw: int, tbase: int, lo: int, hi: int
@@ -667,18 +684,14 @@ class TableEditor:
                         self._break(table, i, 1, e_lo, span)
                     self._write(table + i * self._esize, int(new[0]))
                 continue
-            if entry.kind is EntryKind.LEAF:
-                if ctx.plan:
-                    ctx.needed += self._plan_split(ctx.half, li, raw, entry.address, s_lo, s_hi)
-                    continue
-                child = self._split(ctx, table, level, i, raw, e_lo)
-            else:
-                child = entry.address
-                if not ctx.plan:
-                    wider = self.mode.widen_table(raw, level, ctx.perm)
-                    if wider != raw:
-                        self._write(table + i * self._esize, wider)
-                        ctx.widened.append((e_lo, span))
+            child = self._child(ctx, table, li, i, raw, entry, e_lo, s_lo, s_hi)
+            if child is None:
+                continue
+            if entry.kind is EntryKind.TABLE and not ctx.plan:
+                wider = self.mode.widen_table(raw, level, ctx.perm)
+                if wider != raw:
+                    self._write(table + i * self._esize, wider)
+                    ctx.widened.append((e_lo, span))
             self._protect_rec(ctx, child, li + 1, e_lo, s_lo, s_hi)
 
     def _retyped(self, old: U64Array, new: U64Array, level: Level) -> bool:
