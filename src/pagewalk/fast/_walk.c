@@ -277,7 +277,7 @@ general_any(const pw_walker *restrict w, const uint64_t *restrict va,
  * matches; a set one has bit 0 set, so a match implies a present entry. Two facts of the mode
  * are compile-time constants, so the compiler drops what they make dead: `plain` (every address
  * field is the raw entry under one mask, unshifted: x86, AArch64 without 52-bit addresses) and
- * `single` (one half and no tagged top byte: PAE, Sv32; x86-64 and Sv39+ have two halves).
+ * `single` (one half and no tagged top byte: PAE; x86-64 and Sv39+ have two halves).
  *
  * Walks go LANES at a time, level by level in step: the LANES reads of a level are independent,
  * so their cache misses overlap instead of queueing behind each other as the dependent reads of
