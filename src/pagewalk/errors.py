@@ -97,6 +97,15 @@ class DumpError(PagingError):
     """A memory dump that cannot be read (bad or truncated input, with the file offset)."""
 
 
+class OutputError(PagingError):
+    """An output file that cannot be written safely (an input, a link, a device, a full disk)."""
+
+
+class LimitError(PagingError):
+    """Input that would cost more than a documented, overridable limit allows (the message names
+    the limit and how to raise it): a hostile dump must not cost unbounded time or memory."""
+
+
 class PageFault(PagingError):
     """A fault raised by a walk or an access check, with the architecture's own details.
 

@@ -1,21 +1,33 @@
 """ELF cores (QEMU ``dump-guest-memory``, kdump): memory from PT_LOAD, registers from the notes.
 
 Each ``PT_LOAD`` segment's ``p_paddr`` is a guest-physical address and its bytes sit at
-``p_offset`` (System V gABI, "Program Header"). The notes carry one register set per CPU:
-``CORE``/``NT_PRSTATUS`` (Linux ``struct elf_prstatus``: general registers only) and QEMU's own
-``QEMU`` note (``QEMUCPUState`` in QEMU's ``target/i386/arch_dump.c``: general registers, ten
-segment descriptors, then CR0 to CR4; see docs/qemu-reference.md). QEMU's AArch64 notes carry no
-system registers (NT_PRSTATUS, NT_PRFPREG, and PAC/SVE state only), so TTBRn_EL1/TCR_EL1 come
-from the ``VMCOREINFO`` note when the guest is Linux (``swapper_pg_dir`` and ``kimage_voffset``),
-or from options. Headers are parsed with pyelftools; every foreign error becomes a DumpError.
+``p_offset`` (System V gABI, "ELF Header" and "Program Header"). The notes carry one register set
+per CPU: ``CORE``/``NT_PRSTATUS`` (Linux ``struct elf_prstatus``: general registers only) and
+QEMU's own ``QEMU`` note (``QEMUCPUState`` in QEMU's ``target/i386/arch_dump.c``: general
+registers, ten segment descriptors, then CR0 to CR4; see docs/qemu-reference.md). QEMU's AArch64
+notes carry no system registers (NT_PRSTATUS, NT_PRFPREG, and PAC/SVE state only), so
+TTBRn_EL1/TCR_EL1 come from the ``VMCOREINFO`` note when the guest is Linux (``swapper_pg_dir``
+and ``kimage_voffset``), or from options.
+
+The ELF header is parsed with pyelftools, the program header table as one numpy record array,
+and every field is checked before it is used, so a hostile core is a DumpError naming the
+header: it must be a little-endian ``ET_CORE`` whose class fits its machine (QEMU writes EM_386
+in either class, x86-64 and AArch64 in ELFCLASS64), a header table inside the file, PT_LOADs with
+``p_filesz <= p_memsz``, inside the file and the class's physical address space, and not
+overlapping, and at most :data:`NOTES_MAX` bytes and :data:`NOTES_COUNT` notes in all PT_NOTEs
+together (however many headers point at the same bytes).
 """
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import struct
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
 
 from pagewalk.errors import DumpError, hx
 from pagewalk.memory.dump import FileMemory, Segment, map_file
@@ -29,9 +41,33 @@ _X86_64_PRREG = (
     *("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx"),
     *("rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "rflags", "rsp", "ss"),
 )
-_NOTES_MAX = 64 << 20
+#: bytes of notes read in all, across every PT_NOTE header
+NOTES_MAX = 64 << 20
+#: notes read in all (a core holds a few per CPU)
+NOTES_COUNT = 1 << 18
+#: program headers read (a core has one PT_LOAD per block of guest RAM)
+PHDRS_MAX = 1 << 20
 NT_PRSTATUS = 1
+PT_LOAD, PT_NOTE = 1, 4
 EM_386, EM_X86_64, EM_AARCH64 = 3, 62, 183
+#: each machine pagewalk reads registers for, and the ELF classes its cores may use
+_MACHINES = {
+    EM_386: ("i386", "EM_386", (32, 64)),
+    EM_X86_64: ("x86_64", "EM_X86_64", (64,)),
+    EM_AARCH64: ("aarch64", "EM_AARCH64", (64,)),
+}
+#: Elf64_Phdr and Elf32_Phdr (gABI "Program Header"), little-endian
+_PHDR = {
+    64: np.dtype(
+        [("p_type", "<u4"), ("p_flags", "<u4"), ("p_offset", "<u8"), ("p_vaddr", "<u8"),
+         ("p_paddr", "<u8"), ("p_filesz", "<u8"), ("p_memsz", "<u8"), ("p_align", "<u8")]
+    ),
+    32: np.dtype(
+        [("p_type", "<u4"), ("p_offset", "<u4"), ("p_vaddr", "<u4"), ("p_paddr", "<u4"),
+         ("p_filesz", "<u4"), ("p_memsz", "<u4"), ("p_flags", "<u4"), ("p_align", "<u4")]
+    ),
+}  # fmt: skip
+Phdrs = npt.NDArray[np.void]
 
 
 @dataclass
@@ -66,42 +102,146 @@ class Core:
         return self.cpus[index]
 
 
+@dataclass(frozen=True)
+class _Header:
+    """What the ELF header says about the core."""
+
+    elf_class: int
+    arch: str
+    phoff: int
+    phnum: int
+    phentsize: int
+
+
 def open_core(f: IO[bytes], source: str) -> Core:
     """Read an ELF core's segments and notes; its memory stays mapped, never read whole.
 
     Raises:
-        DumpError: anything malformed, truncated, or not a core of a known machine.
+        DumpError: anything malformed, truncated, or not a core (the message names the header
+            and the field).
     """
+    buf = map_file(f, source)
+    head = _header(f, len(buf), source)
+    phdrs = _program_headers(buf, head, source)
+    loads = _loads(phdrs, head.elf_class, len(buf), source)
+    notes = _notes(buf, phdrs, source)
+    mem = FileMemory(buf, loads, source)
+    cpus = _cpus(notes, head.arch)
+    vmci = _vmcoreinfo(notes)
+    summary = [(name, ntype, len(desc)) for name, ntype, desc in notes]
+    return Core(mem, head.arch, head.elf_class, cpus, vmci, summary)
+
+
+def _header(f: IO[bytes], size: int, source: str) -> _Header:
+    """The ELF header, checked: little-endian, ET_CORE, a class that fits the machine."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
-    buf = map_file(f, source)
+    if size < 52:
+        raise DumpError(f"{source}: {size} bytes is too short for an ELF header")
     try:
         elf = ELFFile(f)
-        arches = {EM_386: "i386", EM_X86_64: "x86_64", EM_AARCH64: "aarch64"}
-        number = _machine_number(elf.header["e_machine"])
-        arch = arches.get(number, str(elf.header["e_machine"]))
-        loads: list[Segment] = []
-        raw_notes: list[tuple[int, int]] = []
-        for seg in elf.iter_segments():
-            kind = seg["p_type"]
-            if kind == "PT_LOAD" and seg["p_filesz"]:
-                loads.append(Segment(seg["p_paddr"], seg["p_filesz"], seg["p_offset"]))
-            elif kind == "PT_NOTE":
-                raw_notes.append((seg["p_offset"], seg["p_filesz"]))
+        little = bool(elf.little_endian)
         elf_class = int(elf.elfclass)
+        e_type, e_machine = elf.header["e_type"], elf.header["e_machine"]
+        phoff, phentsize = int(elf.header["e_phoff"]), int(elf.header["e_phentsize"])
+        phnum = int(elf.num_segments())
     except (ELFError, struct.error, ValueError, KeyError, EOFError, OSError) as exc:
         raise DumpError(
             f"{source}: not a readable ELF core ({type(exc).__name__}: {exc})"
         ) from None
     except Exception as exc:  # construct's StreamError and friends on truncated headers
         raise DumpError(f"{source}: truncated or corrupt ELF header ({exc})") from None
-    notes = [n for off, size in raw_notes for n in _parse_notes(buf, off, size, source)]
-    mem = FileMemory(buf, loads, source)
-    cpus = _cpus(notes, arch)
-    vmci = _vmcoreinfo(notes)
-    summary = [(name, ntype, len(desc)) for name, ntype, desc in notes]
-    return Core(mem, arch, elf_class, cpus, vmci, summary)
+    if not little:
+        raise DumpError(f"{source}: a big-endian ELF file (pagewalk reads little-endian cores)")
+    if e_type != "ET_CORE":
+        raise DumpError(f"{source}: an ELF file of type {e_type} is not a core (ET_CORE)")
+    number = _machine_number(e_machine)
+    arch, name, classes = _MACHINES.get(number, (str(e_machine), str(e_machine), (32, 64)))
+    if elf_class not in classes:
+        raise DumpError(
+            f"{source}: an {name} core in an ELFCLASS{elf_class} file "
+            f"({name} cores are ELFCLASS{classes[0]})"
+        )
+    return _Header(elf_class, arch, phoff, phnum, phentsize)
+
+
+def _program_headers(buf: mmap.mmap, head: _Header, source: str) -> Phdrs:
+    """The program header table as a record array, checked to lie inside the file."""
+    dtype = _PHDR[head.elf_class]
+    if head.phnum == 0:
+        return np.zeros(0, dtype=dtype)
+    if head.phentsize != dtype.itemsize:
+        raise DumpError(
+            f"{source}: e_phentsize {head.phentsize} is not {dtype.itemsize} (the size of an "
+            f"ELF{head.elf_class} program header)"
+        )
+    if head.phnum > PHDRS_MAX:
+        raise DumpError(
+            f"{source}: {head.phnum} program headers is more than the {PHDRS_MAX} pagewalk reads"
+        )
+    if head.phoff + head.phnum * dtype.itemsize > len(buf):
+        raise DumpError(
+            f"{source}: {head.phnum} program headers of {dtype.itemsize} bytes at offset "
+            f"{hx(head.phoff)} run past the end of the file at {hx(len(buf))}"
+        )
+    table: Phdrs = np.frombuffer(buf, dtype=dtype, count=head.phnum, offset=head.phoff).copy()
+    return table
+
+
+def _loads(phdrs: Phdrs, elf_class: int, size: int, source: str) -> list[Segment]:
+    """One segment per PT_LOAD with file bytes, each checked, none overlapping another."""
+    top = (1 << 64) - 1 if elf_class == 64 else 1 << 32  # where the last segment may end
+    out: list[tuple[Segment, int]] = []
+    for i in np.flatnonzero(phdrs["p_type"] == PT_LOAD).tolist():
+        ph = phdrs[i]
+        off, pa = int(ph["p_offset"]), int(ph["p_paddr"])
+        filesz, memsz = int(ph["p_filesz"]), int(ph["p_memsz"])
+        where = f"{source}: program header {i} (PT_LOAD)"
+        if filesz > memsz:
+            raise DumpError(f"{where}: p_filesz {hx(filesz)} is larger than p_memsz {hx(memsz)}")
+        if pa + memsz > top:
+            raise DumpError(
+                f"{where}: p_paddr {hx(pa)} + p_memsz {hx(memsz)} runs past the "
+                f"{elf_class}-bit physical address space"
+            )
+        if off + filesz > size:
+            raise DumpError(
+                f"{where}: file bytes {hx(off)}-{hx(off + filesz)} run past the end of the "
+                f"file, which ends at {hx(size)} (truncated dump?)"
+            )
+        if filesz:
+            out.append((Segment(pa, filesz, off), i))
+    out.sort()
+    for (a, i), (b, j) in itertools.pairwise(out):
+        if b.pa < a.pa + a.size:
+            first, second = sorted((i, j))
+            raise DumpError(
+                f"{source}: program headers {first} and {second} (PT_LOAD) overlap at PA {hx(b.pa)}"
+            )
+    return [s for s, _ in out]
+
+
+def _notes(buf: mmap.mmap, phdrs: Phdrs, source: str) -> list[tuple[str, int, bytes]]:
+    """(name, type, desc) of every note of every PT_NOTE, within the limits in total."""
+    out: list[tuple[str, int, bytes]] = []
+    total = 0
+    for i in np.flatnonzero(phdrs["p_type"] == PT_NOTE).tolist():
+        off, size = int(phdrs[i]["p_offset"]), int(phdrs[i]["p_filesz"])
+        where = f"{source}: program header {i} (PT_NOTE)"
+        if off + size > len(buf):
+            raise DumpError(
+                f"{where}: file bytes {hx(off)}-{hx(off + size)} run past the end of the file, "
+                f"which ends at {hx(len(buf))}"
+            )
+        total += size
+        if total > NOTES_MAX:
+            raise DumpError(
+                f"{where}: the notes add up to more than {hx(NOTES_MAX)} bytes, more than any "
+                "core holds"
+            )
+        out.extend(_parse_notes(buf, off, size, source, NOTES_COUNT - len(out), where))
+    return out
 
 
 def _machine_number(value: Any) -> int:
@@ -109,14 +249,16 @@ def _machine_number(value: Any) -> int:
     return names.get(value, -1) if isinstance(value, str) else int(value)
 
 
-def _parse_notes(buf: mmap.mmap, off: int, size: int, source: str) -> list[tuple[str, int, bytes]]:
+def _parse_notes(
+    buf: mmap.mmap, off: int, size: int, source: str, room: int, where: str
+) -> list[tuple[str, int, bytes]]:
     """(name, type, desc) of each note in a PT_NOTE segment; 4-byte alignment as in cores."""
-    if off < 0 or size < 0 or off + size > len(buf):
-        raise DumpError(f"{source}: PT_NOTE at offset {hx(off)} runs past the end of the file")
-    blob = bytes(buf[off : off + min(size, _NOTES_MAX)])
+    blob = bytes(buf[off : off + size])
     out: list[tuple[str, int, bytes]] = []
     pos = 0
     while pos + 12 <= len(blob):
+        if len(out) == room:
+            raise DumpError(f"{where}: more than {NOTES_COUNT} notes in all")
         namesz, descsz, ntype = struct.unpack_from("<III", blob, pos)
         name_at = pos + 12
         desc_at = name_at + ((namesz + 3) & ~3)

@@ -5,9 +5,10 @@ One model serves every source a kernel boots from: the BIOS E820 table (ACPI spe
 ``type`` and ``acpi`` fields here), the Multiboot 2 memory-map tag (Multiboot 2 spec §3.6.8, type
 1 available, 3 ACPI reclaimable, 4 NVS, 5 bad RAM), the UEFI ``EFI_MEMORY_DESCRIPTOR`` list
 (UEFI spec 2.10 §7.2, ``GetMemoryMap``) and Redox's ``MemoryArea {base_addr, length, _type, acpi}``
-(seeds/redox-pagination.rst). Overlapping and empty regions are errors that name the region;
-unaligned edges are reported, and usable memory is rounded inward to 4 KiB frames. The readers
-in :mod:`pagewalk.memory.memmap_readers` turn each source into this one model.
+(seeds/redox-pagination.rst). Overlapping regions (the same range given twice, whatever its
+types), empty regions and regions past 2**64 are errors that name the region; unaligned edges are
+reported, and usable memory is rounded inward to 4 KiB frames. The readers in
+:mod:`pagewalk.memory.memmap_readers` turn each source into this one model.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from pagewalk.errors import MemoryMapError, hx
 
 FRAME_SIZE = 4096
 _ADDR_LIMIT = 1 << 64
+
+
+def shown(value: object) -> str:
+    """A value as messages show it: numbers in hex, anything else by repr, cut short."""
+    text = hx(value) if isinstance(value, int) and not isinstance(value, bool) else repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 class RegionType(enum.Enum):
@@ -41,8 +48,8 @@ class RegionType(enum.Enum):
         Raises:
             MemoryMapError: if the name is unknown.
         """
-        if isinstance(value, bool):
-            raise MemoryMapError(f"region type {value!r} is not a name or a number")
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise MemoryMapError(f"region type {shown(value)} is not a name or a number")
         if isinstance(value, int):
             # E820 and Multiboot 2 share numbers; 2 and anything unknown are reserved.
             return _E820_TYPES.get(value, cls.RESERVED)
@@ -50,7 +57,7 @@ class RegionType(enum.Enum):
         found = TYPE_NAMES.get(key)
         if found is None:
             names = ", ".join(t.value for t in cls)
-            raise MemoryMapError(f"unknown region type {value!r} (use one of: {names})")
+            raise MemoryMapError(f"unknown region type {shown(value)} (use one of: {names})")
         return found
 
 
@@ -122,11 +129,13 @@ class MemoryMap:
     """
 
     def __init__(self, regions: Iterable[MemoryRegion], *, strict: bool = False) -> None:
-        spans = sorted(regions)
+        # by address only: two regions over the same range (of different types) are an overlap
+        spans = sorted(regions, key=lambda r: (r.base, r.end))
         for region in spans:
             if region.length <= 0:
                 raise MemoryMapError(
-                    f"{region.type.value} region at {hx(region.base)} has length {region.length}"
+                    f"{region.type.value} region at {hx(region.base)} has length "
+                    f"{shown(region.length)}"
                 )
             if region.base < 0 or region.end > _ADDR_LIMIT:
                 raise MemoryMapError(f"{region} lies outside the 64-bit physical address space")

@@ -3,11 +3,14 @@
 Sources: JSON and TOML documents, Linux's ``BIOS-e820:`` boot-log lines (ACPI spec 6.5 §15,
 "System Address Map Interfaces"), Multiboot 2 memory-map tags (Multiboot 2 spec §3.6.8) and Redox's
 ``MemoryArea`` lists (seeds/redox-pagination.rst), and UEFI ``EFI_MEMORY_DESCRIPTOR`` lists (UEFI
-spec 2.10 §7.2). The format is told by the file's suffix or guessed from its content.
+spec 2.10 §7.2). The format is told by the file's suffix or guessed from its content. The file
+must be a regular file of at most 16 MiB; every malformed input (bad syntax, nesting too deep,
+wrong types, numbers wider than 64 bits) is a MemoryMapError naming the file and the entry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pagewalk.errors import ConfigError, MemoryMapError, hx
-from pagewalk.memory.memmap import FRAME_SIZE, MemoryMap, MemoryRegion, RegionType
+from pagewalk.memory.dump import read_regular_file
+from pagewalk.memory.memmap import FRAME_SIZE, MemoryMap, MemoryRegion, RegionType, shown
 from pagewalk.memory.physical import parse_size
 
 # ----------------------------------------------------------------------------------- readers
@@ -49,21 +53,27 @@ FORMS = ("auto", "json", "toml", "e820", "multiboot2", "uefi")
 
 
 def _number(value: object, what: str) -> int:
+    found: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return parse_size(value)
-        except ConfigError:
-            pass
-    raise MemoryMapError(f"{what}: {value!r} is not an address or size")
+        found = value
+    elif isinstance(value, str):
+        with contextlib.suppress(ConfigError, ValueError, OverflowError):  # "1e999k" overflows
+            found = parse_size(value)
+    if found is None:
+        raise MemoryMapError(f"{what}: {shown(value)} is not an address or size")
+    if found.bit_length() > 64:
+        raise MemoryMapError(f"{what}: {shown(found)} does not fit in 64 bits")
+    return found
 
 
 def _e820_type(text: str) -> tuple[RegionType, str]:
     label = text.strip()
     match = re.fullmatch(r"(?:\w+\s*)?\(?type\s+(\d+)\)?", label)
     if match:
-        return RegionType.parse(int(match.group(1))), label
+        digits = match.group(1)
+        if len(digits) > 10 or int(digits) >= 1 << 32:
+            raise MemoryMapError(f"E820 type {shown(digits)} is not a 32-bit number")
+        return RegionType.parse(int(digits)), label
     try:
         return RegionType.parse(label), label
     except MemoryMapError:
@@ -91,7 +101,10 @@ def from_e820_log(text: str) -> MemoryMap:
             base, end, label = int(m["lo"], 16), int(m["hi"], 16) + 1, m["t1"]
         else:
             base, end, label = int(m["old_lo"], 16), int(m["old_end"], 16), m["t2"]
-        kind, source = _e820_type(label)
+        try:
+            kind, source = _e820_type(label)
+        except MemoryMapError as exc:
+            raise MemoryMapError(f"line {number}: {exc}") from None
         regions.append(MemoryRegion(base, end - base, kind, 0, source))
     if not regions:
         raise MemoryMapError("no 'BIOS-e820:' lines found")
@@ -222,18 +235,32 @@ def _as_list(doc: Any, keys: tuple[str, ...]) -> list[Any]:
     return doc
 
 
+def _first(exc: Exception) -> str:
+    """The first clause of an exception's message (Python's advice after it is not for users)."""
+    return str(exc).split(";")[0]
+
+
 def _parse_document(text: str, form: str) -> Any:
+    too_deep = "the document nests lists or tables too deeply"
     if form in ("auto", "json", "multiboot2", "uefi"):
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             if form == "json":
                 raise MemoryMapError(f"bad JSON at line {exc.lineno}: {exc.msg}") from None
+        except ValueError as exc:  # a number literal too long to convert
+            raise MemoryMapError(f"bad JSON: a number too long ({_first(exc)})") from None
+        except RecursionError:
+            raise MemoryMapError(too_deep) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         if form == "toml":
             raise MemoryMapError(f"bad TOML: {exc}") from None
+    except ValueError as exc:
+        raise MemoryMapError(f"bad TOML: a number too long ({_first(exc)})") from None
+    except RecursionError:
+        raise MemoryMapError(too_deep) from None
     raise MemoryMapError("not a memory map: neither JSON, TOML nor 'BIOS-e820:' log lines")
 
 
@@ -243,14 +270,12 @@ def load_memory_map(
     """Read a memory map file; ``.json`` and ``.toml`` suffixes pick the form under ``auto``.
 
     Raises:
-        MemoryMapError: if the file cannot be read or holds no valid map (the message names the
-            file).
+        MemoryMapError: if the file is not a regular file, cannot be read, is larger than
+            16 MiB or holds no valid map (the message names the file).
     """
     target = Path(path)
-    try:
-        text = target.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise MemoryMapError(f"cannot read {target}: {exc.strerror}") from None
+    data = read_regular_file(target, "memory map", error=MemoryMapError)
+    text = data.decode("utf-8", errors="replace")
     if form == "auto" and target.suffix.lower() in (".json", ".toml"):
         form = target.suffix.lower()[1:]
     try:

@@ -3,10 +3,11 @@
 The whole physical address range up to the end of the highest region is one anonymous private
 mapping (``MAP_NORESERVE``), viewed as a numpy array, so a 64 GiB machine costs only the pages
 that are touched. Reads and writes outside the RAM regions raise :class:`PhysicalMemoryError`.
-An image is a raw file whose offset is the physical address; it is written to a temporary file
-and renamed, so a crash never leaves half an image, and untouched memory is left as holes in a
-sparse file. Loading maps the file copy-on-write, so nothing is read until it is used and the
-file is never changed behind the user's back. Page tables are plain bytes here, as hardware sees
+An image is a raw file whose offset is the physical address; it is written through
+:mod:`pagewalk.safeio` (a temporary file, then a rename; never onto a link or a device), so a
+crash never leaves half an image, and untouched memory is left as holes in a sparse file.
+Loading maps the file copy-on-write, so nothing is read until it is used and the file is never
+changed behind the user's back. Page tables are plain bytes here, as hardware sees
 them (Intel SDM vol. 3A §4.1: tables live in physical memory; likewise Arm ARM D8 and RISC-V).
 """
 
@@ -17,15 +18,14 @@ import itertools
 import mmap
 import os
 import struct
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from pagewalk.errors import ConfigError, PhysicalMemoryError, hx
+from pagewalk.safeio import Output, Source, replacing
 
 MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)
 #: granularity of the record of which memory was written (what `save` copies)
@@ -249,27 +249,33 @@ class PhysicalMemory:
             start = int(index) << CHUNK_SHIFT
             yield start, min(chunk, self.end - start)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a raw image (offset = PA) atomically: a temporary file, then a rename.
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        overwrite: bool = True,
+        inputs: Iterable[Source] = (),
+    ) -> None:
+        """Write a raw image (offset = PA) through :func:`pagewalk.safeio.replacing`: a
+        temporary file, then a rename; links, devices and ``inputs`` are refused.
 
-        Untouched and all-zero chunks are left as holes, so the file is sparse.
+        Args:
+            overwrite: replace an existing regular file (the CLI passes ``--force``).
+            inputs: files this image may not be written over.
+
+        Raises:
+            OutputError: a target that may not be written, or a failed write (full disk).
         """
-        target = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.truncate(self.end)
-                for start, size in self.touched_chunks():
-                    block = self._u8[start : start + size]
-                    if block.any():
-                        out.seek(start)
-                        out.write(block.tobytes())
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replacing([path], inputs=inputs, force=overwrite) as (out,):
+            self.write_image(out)
+
+    def write_image(self, out: Output) -> None:
+        """Write the raw image into ``out``; untouched and all-zero chunks stay holes."""
+        out.truncate(self.end)
+        for start, size in self.touched_chunks():
+            block = self._u8[start : start + size]
+            if block.any():
+                out.pwrite(block.data, start)
 
     @classmethod
     def load(

@@ -7,6 +7,8 @@ note, so NXE is assumed set (every 64-bit Linux sets it); ``--efer`` overrides. 
 D8.2, D19): QEMU's notes hold no TTBRn_EL1/TCR_EL1, so for a Linux guest the root is
 ``swapper_pg_dir`` from VMCOREINFO translated with ``kimage_voffset``, and TCR_EL1 is rebuilt
 from ``TCR_EL1_T1SZ``/``VA_BITS`` and ``PAGESIZE``; TTBR0 stays unknown (its walks disabled).
+Those values come from the dump, so each is checked (a number, T1SZ in 1..63, PAGESIZE a
+granule) and a bad one is a DumpError naming it.
 """
 
 from __future__ import annotations
@@ -87,8 +89,13 @@ def _aarch64(core: Core) -> Suggestion:
             t1sz = int(info["NUMBER(TCR_EL1_T1SZ)"], 0)
         else:
             t1sz = 64 - int(info.get("NUMBER(VA_BITS)", "48"), 0)
-    except ValueError as exc:
-        raise DumpError(f"{core.mem.source}: bad VMCOREINFO value ({exc})") from None
+    except ValueError as exc:  # not a number, or one of too many digits
+        reason = str(exc).split(";")[0]
+        raise DumpError(f"{core.mem.source}: bad VMCOREINFO value ({reason})") from None
+    if not 0 < t1sz < 64:
+        raise DumpError(
+            f"{core.mem.source}: VMCOREINFO TCR_EL1_T1SZ/VA_BITS give T1SZ={t1sz}, outside 1..63"
+        )
     if page not in _TG0:
         raise DumpError(f"{core.mem.source}: VMCOREINFO PAGESIZE={page} is not 4K, 16K or 64K")
     root = (swapper - voffset) & ((1 << 64) - 1)
