@@ -1,9 +1,14 @@
-"""Shared test set-up: strict flushes for every test, and the in-process CLI fixture.
+"""Shared test set-up: strict flushes, the in-process CLI fixture, and Hypothesis settings.
 
 Every test runs under ``strict_flushes`` (DESIGN.md, "Flushing").
 
 A :class:`~pagewalk.flush.Flush` that a test drops without applying or ignoring it fails that
 test, so a forgotten TLB flush shows up where it happens.
+
+Every Hypothesis test runs under the ``pagewalk`` settings profile: no deadline (a busy machine
+must not turn a slow example into a failure; time bounds belong in benchmarks/), and the
+reproduction blob printed on failure. Example counts keep Hypothesis's defaults unless a test
+asks for fewer.
 """
 
 from __future__ import annotations
@@ -11,9 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings
 
 from pagewalk.cli.main import main
 from pagewalk.flush import strict_flushes
+
+settings.register_profile("pagewalk", deadline=None, print_blob=True)
+settings.load_profile("pagewalk")
 
 #: runs the CLI in-process: ``cli(["maps", "img"])`` -> (exit status, stdout, stderr)
 Cli = Callable[[list[str]], tuple[int, str, str]]

@@ -8,6 +8,10 @@ address bits cleared) whose verdicts the scalar codec writes: the first time the
 shape it stops that walk and reports a miss, Python decodes the shape with ``mode.decode``, and
 the walk runs again. So the fast path reaches the reference's verdicts by construction (Intel SDM
 vol. 3A ch. 4, Arm ARM D8, RISC-V privileged spec), and a property test checks it on every mode.
+The shape tables belong to the mode and are shared by all its walkers (several Translators, one
+per address space, live at once): a table that grows gets new arrays, so a walker points its
+levels at the current arrays before every call into C, and old arrays are never freed while C
+may still read them.
 
 When the library is not built (no C compiler at install time), the mode cannot be reduced to
 numbers, or the memory is not one of the known byte-array backends, :func:`compiled_walker`
@@ -17,6 +21,7 @@ returns None and callers use numpy.
 from __future__ import annotations
 
 import ctypes
+import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,14 +46,20 @@ _GOLDEN = 0x9E3779B97F4A7C15
 class ShapeTable:
     """An open-addressing hash table of entry shapes, laid out as ``_walk.c`` reads it.
 
-    ``vals[h]`` is 0 for an empty slot, else ``0x80 | fault_code << 1 | leaf``.
+    ``vals[h]`` is 0 for an empty slot, else ``0x80 | fault_code << 1 | leaf``. Growing
+    reallocates the arrays; the old ones are kept in ``retired`` (never freed), because every
+    walker of the mode points into them and another walker may be reading them right now.
     """
 
     def __init__(self, log_cap: int = 5) -> None:
-        self.log_cap = log_cap
-        self.keys = np.zeros(1 << log_cap, dtype=np.uint64)
-        self.vals = np.zeros(1 << log_cap, dtype=np.uint8)
+        self._allocate(log_cap)
         self.count = 0
+        self.retired: list[tuple[U64Array, npt.NDArray[np.uint8]]] = []
+
+    def _allocate(self, log_cap: int) -> None:
+        self.log_cap = log_cap
+        self.keys: U64Array = np.zeros(1 << log_cap, dtype=np.uint64)
+        self.vals: npt.NDArray[np.uint8] = np.zeros(1 << log_cap, dtype=np.uint8)
 
     def _slot(self, key: int) -> int:
         mask = (1 << self.log_cap) - 1
@@ -69,7 +80,9 @@ class ShapeTable:
             return False
         if 2 * (self.count + 1) > len(self.vals):
             old = [(int(k), int(v)) for k, v in zip(self.keys, self.vals, strict=True) if v]
-            self.__init__(self.log_cap + 1)  # type: ignore[misc]
+            self.retired.append((self.keys, self.vals))
+            self._allocate(self.log_cap + 1)
+            self.count = 0
             for k, v in old:
                 self.insert(k, v)
             h = self._slot(key)
@@ -80,10 +93,17 @@ class ShapeTable:
 
 @dataclass
 class ModePlan:
-    """A mode reduced to numbers, with its shape tables (shared by every walk of the mode)."""
+    """A mode reduced to numbers, with its shape tables (shared by every walker of the mode).
+
+    ``generation`` counts the times a table grew (and so moved): a walker whose pointers are
+    older points its levels at the current arrays before it calls into C. ``lock`` serialises
+    learning, so two threads cannot interleave inserts into one table.
+    """
 
     rules: dict[Level, LevelRules]
     shapes: dict[Level, ShapeTable] = field(default_factory=dict)
+    generation: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _PLANS: weakref.WeakKeyDictionary[PagingMode, ModePlan | None] = weakref.WeakKeyDictionary()
@@ -171,6 +191,7 @@ class CompiledWalker:
                 self._where[h * 8 + li] = level
                 self._fill_level(c.levels[li], level)
         self._w = w
+        self._generation = plan.generation  # of the tables the levels point at
         self._miss_idx = np.empty(CALL_CHUNK, np.int64)
         self._miss_where = np.empty(CALL_CHUNK, np.int32)
         self._miss_raw = np.empty(CALL_CHUNK, np.uint64)
@@ -193,29 +214,43 @@ class CompiledWalker:
         lv.keys, lv.vals = table.keys.ctypes.data, table.vals.ctypes.data
         lv.hmask, lv.hshift = len(table.vals) - 1, 64 - table.log_cap
 
-    def _learn(self, where: npt.NDArray[np.int32], raws: U64Array) -> None:
-        """Decode every new shape among the misses with the scalar codec."""
-        learned = False
-        for w in np.unique(where).tolist():
-            level = self._where[w]
-            rules, table = self.plan.rules[level], self.plan.shapes[level]
-            mine = raws[where == w]
-            hit = (mine & np.uint64(rules.leaf_bits)) != 0
-            leafy = {0: False, 1: True, 2: hit, 3: ~hit}[rules.leaf_rule]
-            keys = np.where(
-                leafy, mine & np.uint64(rules.shape_mask[1]), mine & np.uint64(rules.shape_mask[0])
-            )
-            uniq, first = np.unique(keys, return_index=True)
-            for key, rep in zip(uniq.tolist(), first.tolist(), strict=True):
-                entry = self.mode.decode(int(mine[rep]), level)
-                code = _CODE.get(entry.fault, _CODE["reserved"]) if entry.fault else 0
-                val = 0x80 | (code << 1) | int(entry.kind is EntryKind.LEAF)
-                learned |= table.insert(int(key), val)
-        if not learned:
-            raise AssertionError("compiled walker missed on shapes it already knows")
+    def _repoint(self) -> None:
+        """Point every level at its shape table's current arrays."""
+        self._generation = self.plan.generation
         for h, half in enumerate(self.mode.halves):
             for li, level in enumerate(half.levels):
                 self._point_shapes(self._w.halves[h].levels[li], level)
+
+    def _learn(self, where: npt.NDArray[np.int32], raws: U64Array) -> bool:
+        """Decode every new shape among the misses with the scalar codec; True if any was new.
+
+        None may be new when another walker of the mode learned them while this one was in C.
+        """
+        learned = False
+        plan = self.plan
+        with plan.lock:
+            for w in np.unique(where).tolist():
+                level = self._where[w]
+                rules, table = plan.rules[level], plan.shapes[level]
+                mine = raws[where == w]
+                hit = (mine & np.uint64(rules.leaf_bits)) != 0
+                leafy = {0: False, 1: True, 2: hit, 3: ~hit}[rules.leaf_rule]
+                keys = np.where(
+                    leafy,
+                    mine & np.uint64(rules.shape_mask[1]),
+                    mine & np.uint64(rules.shape_mask[0]),
+                )
+                uniq, first = np.unique(keys, return_index=True)
+                size = len(table.vals)
+                for key, rep in zip(uniq.tolist(), first.tolist(), strict=True):
+                    entry = self.mode.decode(int(mine[rep]), level)
+                    code = _CODE.get(entry.fault, _CODE["reserved"]) if entry.fault else 0
+                    val = 0x80 | (code << 1) | int(entry.kind is EntryKind.LEAF)
+                    learned |= table.insert(int(key), val)
+                if len(table.vals) != size:
+                    plan.generation += 1
+            self._repoint()
+        return learned
 
     def translate(self, vas: npt.ArrayLike, *, out: BatchResult | None = None) -> BatchResult:
         """Translate every address (any integer array, taken as uint64), into ``out`` if given."""
@@ -238,14 +273,23 @@ class CompiledWalker:
                 out.level.ctypes.data + start,
             )
             idx: npt.NDArray[np.int64] | None = None
+            stalled = False  # the last round learned nothing new
             while True:
+                if self._generation != self.plan.generation:  # another walker grew the tables
+                    with self.plan.lock:
+                        self._repoint()
                 idx_ptr = None if idx is None else idx.ctypes.data
                 misses = int(
                     self._fn(walker, ptrs[0], idx_ptr, count, *ptrs[1:], *miss, miss_raw, memo)
                 )
                 if not misses:
                     break
-                self._learn(self._miss_where[:misses], self._miss_raw[:misses])
+                if self._learn(self._miss_where[:misses], self._miss_raw[:misses]):
+                    stalled = False
+                elif stalled:  # twice in a row, with current tables: a bug, not a race
+                    raise AssertionError("compiled walker missed on shapes it already knows")
+                else:
+                    stalled = True
                 idx, count = self._miss_idx[:misses].copy(), misses
         return out
 
