@@ -380,6 +380,8 @@ class AArch64Mode(PagingMode):
     def np_is_leaf(self, raws: U64Array, level: Level) -> BoolArray:
         if level.number == 3:
             return np.ones(raws.shape, dtype=np.bool_)
+        if not level.leaf_size:  # a block where none may stand is invalid, not a leaf (D8.3)
+            return np.zeros(raws.shape, dtype=np.bool_)
         return np.asarray((raws & np.uint64(TYPE)) == 0, dtype=np.bool_)
 
     def address_mask(self, level: Level, leaf: bool) -> int:

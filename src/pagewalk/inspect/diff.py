@@ -1,17 +1,18 @@
 """Diff two address spaces: ranges added, removed and changed, with permission changes named.
 
-Both sides are merged mapping lists (two roots of one dump, or two dumps). One sweep over the
-union of their boundaries compares, for each piece of VA, whether it is mapped on each side and
-with which effective permission, memory type and physical address (Intel SDM vol. 3A §4.6 for
-what a permission is; Arm ARM D8.4; RISC-V privileged spec). Neighbouring pieces with the same
-verdict are merged, so a KPTI user table against its kernel table reads as a few lines.
+Both sides are merged mapping lists in VA order (two roots of one dump, or two dumps). One sweep
+over the union of their boundaries compares, for each piece of VA, whether it is mapped on each
+side and with which effective permission, memory type and physical address (Intel SDM vol. 3A
+§4.6 for what a permission is; Arm ARM D8.4; RISC-V privileged spec). Neighbouring pieces with
+the same verdict are merged, so a KPTI user table against its kernel table reads as a few lines.
+The sweep streams: it holds one range of each side and one pending change, so two enumerations
+of any size are compared in constant memory (:func:`iter_diff`).
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pagewalk.formats.base import Perm
@@ -63,22 +64,40 @@ class Change:
         }
 
 
-def diff(a: Sequence[Mapping], b: Sequence[Mapping]) -> list[Change]:
+def diff(a: Iterable[Mapping], b: Iterable[Mapping]) -> list[Change]:
     """The differences from ``a`` to ``b`` (each sorted by VA, as enumeration yields them)."""
-    cuts = sorted({m.va for m in (*a, *b)} | {m.end for m in (*a, *b)})
-    out: list[Change] = []
-    ia = ib = 0
-    for lo, hi in itertools.pairwise(cuts):
-        while ia < len(a) and a[ia].end <= lo:
-            ia += 1
-        while ib < len(b) and b[ib].end <= lo:
-            ib += 1
-        ma = a[ia] if ia < len(a) and a[ia].va <= lo else None
-        mb = b[ib] if ib < len(b) and b[ib].va <= lo else None
-        change = _piece(lo, hi, ma, mb)
+    return list(iter_diff(a, b))
+
+
+def iter_diff(a: Iterable[Mapping], b: Iterable[Mapping]) -> Iterator[Change]:
+    """:func:`diff` as a stream: one range of each side is held at a time."""
+    ia, ib = iter(a), iter(b)
+    ma, mb = next(ia, None), next(ib, None)
+    pos = 0
+    pending: Change | None = None
+    while ma is not None or mb is not None:
+        if ma is not None and ma.end <= pos:
+            ma = next(ia, None)
+            continue
+        if mb is not None and mb.end <= pos:
+            mb = next(ib, None)
+            continue
+        lo = max(pos, min(m.va for m in (ma, mb) if m is not None))
+        hi = min(x for m in (ma, mb) if m is not None for x in (m.va, m.end) if x > lo)
+        in_a = ma if ma is not None and ma.va <= lo else None
+        in_b = mb if mb is not None and mb.va <= lo else None
+        change = _piece(lo, hi, in_a, in_b)
         if change is not None:
-            _append(out, change)
-    return out
+            merged = _merge(pending, change)
+            if merged is None:
+                if pending is not None:
+                    yield pending
+                pending = change
+            else:
+                pending = merged
+        pos = hi
+    if pending is not None:
+        yield pending
 
 
 def _piece(lo: int, hi: int, ma: Mapping | None, mb: Mapping | None) -> Change | None:
@@ -106,34 +125,41 @@ def _piece(lo: int, hi: int, ma: Mapping | None, mb: Mapping | None) -> Change |
     return Change("changed", lo, hi - lo, perm_a, perm_b, what, pa_a, pa_b)
 
 
-def _append(out: list[Change], c: Change) -> None:
-    """Merge ``c`` into the last change when it continues it with the same verdict."""
-    if out:
-        last = out[-1]
-        same = (
-            last.va + last.size == c.va
-            and (last.kind, last.perm_a, last.perm_b, last.what)
-            == (c.kind, c.perm_a, c.perm_b, c.what)
-            and _continues(last.pa_a, last.size, c.pa_a)
-            and _continues(last.pa_b, last.size, c.pa_b)
-        )
-        if same:
-            out[-1] = Change(
-                last.kind, last.va, last.size + c.size, last.perm_a, last.perm_b, last.what,
-                last.pa_a, last.pa_b,
-            )  # fmt: skip
-            return
-    out.append(c)
+def _merge(last: Change | None, c: Change) -> Change | None:
+    """``last`` grown by ``c`` when ``c`` continues it with the same verdict, else None."""
+    if last is None:
+        return None
+    same = (
+        last.va + last.size == c.va
+        and (last.kind, last.perm_a, last.perm_b, last.what) == (c.kind, c.perm_a, c.perm_b, c.what)
+        and _continues(last.pa_a, last.size, c.pa_a)
+        and _continues(last.pa_b, last.size, c.pa_b)
+    )
+    return replace(last, size=last.size + c.size) if same else None
 
 
 def _continues(pa: int | None, size: int, nxt: int | None) -> bool:
     return (pa is None and nxt is None) or (pa is not None and nxt is not None)
 
 
-def summary(changes: Sequence[Change]) -> dict[str, int]:
+class Tally:
+    """Running totals of a stream of changes (what :func:`summary` returns)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.totals = {"added": 0, "removed": 0, "changed": 0, "perm_changes": 0}
+
+    def add(self, c: Change) -> Change:
+        """Count ``c`` and hand it back."""
+        self.count += 1
+        self.totals[c.kind] += c.size
+        self.totals["perm_changes"] += bool(c.perm_change)
+        return c
+
+
+def summary(changes: Iterable[Change]) -> dict[str, int]:
     """Bytes added, removed, changed, and how many changes alter permissions."""
-    out = {"added": 0, "removed": 0, "changed": 0, "perm_changes": 0}
+    tally = Tally()
     for c in changes:
-        out[c.kind] += c.size
-        out["perm_changes"] += bool(c.perm_change)
-    return out
+        tally.add(c)
+    return tally.totals

@@ -29,7 +29,8 @@ class Filter:
     Attributes:
         need: permissions every kept mapping has.
         forbid: permissions no kept mapping has.
-        pa_range: ``[lo, hi)`` of physical addresses a kept leaf must overlap, or None.
+        pa_range: ``[lo, hi)`` of physical addresses a kept leaf must overlap (``hi`` up to
+            2^64), or None.
         sizes: page sizes to keep, or None for all.
     """
 
@@ -66,7 +67,9 @@ class Filter:
         if self.pa_range is None:
             return None
         lo, hi = self.pa_range
-        keep: npt.NDArray[np.bool_] = (pas < np.uint64(hi)) & (pas + np.uint64(size) > lo)
+        keep: npt.NDArray[np.bool_] = pas + np.uint64(size) > np.uint64(max(lo, 0))
+        if hi < 1 << 64:  # a window up to 2^64 has no upper test (it would not fit a uint64)
+            keep &= pas < np.uint64(max(hi, 0))
         return keep
 
 

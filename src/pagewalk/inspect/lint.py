@@ -6,10 +6,16 @@ Every finding has a severity and names the exact entry (level, entry PA, raw val
   D8.4): writable and executable mappings; user-accessible pages in the kernel half; user-writable
   frames also mapped for the kernel outside its linear map (the largest supervisor mapping with
   one VA-PA offset, which aliases all RAM by design);
-- entries: reserved bits set (the codec's reason), huge pages whose PA is not aligned to their
-  size, leaves that point outside RAM (info: often MMIO);
+- entries: reserved bits set or a leaf where none may stand (the codec's reason), huge pages
+  whose PA is not aligned to their size, leaves that point outside RAM (info: often MMIO);
 - trees (from :mod:`pagewalk.inspect.tables`): recursive slots, cycles, one frame at two levels,
-  tables outside RAM.
+  tables outside RAM, tables partly outside RAM (an error: a walk through the missing entries
+  faults), and tables shared by several entries (info).
+
+Cost is proportional to the distinct tables: entries are checked once per (table, level), and
+permissions over mappings enumerated with each shared subtree listed once
+(``mappings(distinct=True)``), so a dump whose every entry points to one table is linted as fast
+as its bytes allow, and each aliasing is reported once.
 """
 
 from __future__ import annotations
@@ -20,13 +26,17 @@ from typing import Any
 
 import numpy as np
 
+from pagewalk.errors import hx
 from pagewalk.formats.base import PagingMode, Perm
-from pagewalk.inspect.mappings import Mapping, TableReader, mappings
+from pagewalk.inspect.mappings import Mapping, PartialTable, TableReader, mappings
 from pagewalk.inspect.reverse import ReverseMap
 from pagewalk.inspect.tables import Tables, Visit
 
 SEVERITIES = ("error", "warning", "info")
 _EVENT_SEVERITY = {"recursive": "info", "cycle": "error", "two-levels": "warning"}
+#: faults of well-formed entries (Arm's AF=0 leaves, used to track access); any other fault
+#: of a valid entry means a malformed one (reserved bits, a block where none may stand...)
+_WARNING_FAULTS = ("access-flag",)
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,7 @@ class Finding:
 def lint(mem: TableReader, mode: PagingMode, roots: Sequence[int]) -> list[Finding]:
     """All findings, errors first, then by VA."""
     found = list(_entries(mem, mode, roots))
-    rows = list(mappings(mem, mode, roots))
+    rows = list(mappings(mem, mode, roots, distinct=True))
     found += _perms(rows, mode)
     order = {s: i for i, s in enumerate(SEVERITIES)}
     return sorted(found, key=lambda f: (order[f.severity], f.va or 0, f.code))
@@ -66,10 +76,26 @@ def lint(mem: TableReader, mode: PagingMode, roots: Sequence[int]) -> list[Findi
 def _entries(mem: TableReader, mode: PagingMode, roots: Sequence[int]) -> Iterator[Finding]:
     tables = Tables(mem, mode, roots)
     for visit in tables.visit():
+        part = tables.partial.get((visit.pa, visit.level.number))
+        if part is not None:
+            yield _partial_finding(mode, visit, part)
         yield from _table_findings(mem, mode, visit)
     for ev in tables.events:
         sev = "error" if ev.kind == "outside-ram" else _EVENT_SEVERITY[ev.kind]
         yield Finding(sev, ev.kind, ev.detail, ev.va, ev.level.name, ev.entry_pa, ev.raw)
+    for pa, level, n in tables.shared():
+        msg = (
+            f"{level.name} at {hx(pa)} is referenced by {n} entries (a shared subtree: maps "
+            "lists its ranges under each of them, lint checks them once)"
+        )
+        yield Finding("info", "shared-table", msg, None, level.name)
+
+
+def _partial_finding(mode: PagingMode, visit: Visit, part: PartialTable) -> Finding:
+    first = part.missing[0][0]
+    va = mode.canonical(visit.base + (first << visit.level.shift))
+    entry_pa = part.pa + first * mode.entry_size
+    return Finding("error", "partial-table", part.message(), va, visit.level.name, entry_pa)
 
 
 def _table_findings(mem: TableReader, mode: PagingMode, visit: Visit) -> Iterator[Finding]:
@@ -98,7 +124,7 @@ def _entry_finding(mode: PagingMode, visit: Visit, i: int, raw: int) -> Iterator
     if entry.fault is None:
         return
     va = mode.canonical(visit.base + (i << visit.level.shift))
-    sev = "error" if entry.fault in ("reserved", "address-size") else "warning"
+    sev = "warning" if entry.fault in _WARNING_FAULTS else "error"
     yield Finding(
         sev,
         entry.fault,

@@ -4,11 +4,23 @@ The enumerator reads each table with one call, finds valid entries and leaves wi
 merges neighbouring leaves whose VA and PA are contiguous and whose attributes match while it
 scans (never in a second pass). It follows the same structures as the walker (Intel SDM vol. 3A
 ch. 4; Arm ARM D8; RISC-V privileged spec), and computes effective permissions over every level
-with the mode's rules. Tables reached more than once (shared kernel halves, KASAN-style shadow,
-recursive slots) are enumerated once per (table, level, inherited permission) and their result
-is reused; the count of reuses is reported. The walk's depth is fixed, so tables that point to
-themselves cannot make it loop. A :class:`~pagewalk.inspect.filters.Filter` prunes during the
-walk: subtrees whose permission cap or level cannot match are never read.
+with the mode's rules. A :class:`~pagewalk.inspect.filters.Filter` prunes during the walk:
+subtrees whose permission cap or level cannot match are never read.
+
+A dump is untrusted, so cost follows the tables, not what they describe. The walk's depth is
+fixed, so tables that point to themselves cannot make it loop. A table reached through more than
+one entry (shared kernel halves, KASAN-style shadow, recursive slots, or a hostile dump whose
+every entry points to one table) is walked once per (table, level, inherited permission): its
+ranges are replayed when they are few (:data:`MEMO_ROWS` per subtree, :data:`MEMO_TOTAL` per
+half), else only their count is kept and the subtree is walked again. With ``limit``, the tables
+are counted first (no ranges are built, shared subtrees are counted once: time proportional to
+the distinct tables, a few per cent of a listing) and refused with a
+:class:`~pagewalk.errors.LimitError` before the first range when they describe more ranges than
+allowed; ``distinct`` lists each reused subtree once instead.
+
+Tables partly outside RAM (past the end of the image, across a segment boundary) are read entry
+by entry: the entries in RAM count, as they do for the walker, and the missing ones (a walk
+through them faults) map nothing and are reported in :attr:`EnumStats.partial`.
 """
 
 from __future__ import annotations
@@ -21,7 +33,17 @@ import numpy as np
 import numpy.typing as npt
 
 from pagewalk.batch import group_shapes
-from pagewalk.formats.base import Entry, EntryKind, Half, MemType, PagingMode, Perm, U64Array
+from pagewalk.errors import LimitError, hx
+from pagewalk.formats.base import (
+    Entry,
+    EntryKind,
+    Half,
+    Level,
+    MemType,
+    PagingMode,
+    Perm,
+    U64Array,
+)
 from pagewalk.inspect.filters import Filter
 from pagewalk.walk import EntryReader
 
@@ -93,9 +115,91 @@ class Mapping:
         )
 
 
+MEMO_ROWS = 1 << 12
+MEMO_TOTAL = 1 << 17
+
+
+@dataclass(frozen=True)
+class PartialTable:
+    """A table only part of which lies in RAM.
+
+    Attributes:
+        pa: the table's physical address.
+        level: the level it was read at.
+        entry_size: bytes per entry.
+        missing: runs ``[first, end)`` of entry indices that are not in RAM.
+    """
+
+    pa: int
+    level: Level
+    entry_size: int
+    missing: tuple[tuple[int, int], ...]
+
+    def missing_pas(self) -> list[tuple[int, int]]:
+        """The missing runs as ``[lo, hi)`` physical ranges."""
+        return [
+            (self.pa + a * self.entry_size, self.pa + b * self.entry_size) for a, b in self.missing
+        ]
+
+    def message(self) -> str:
+        """One sentence: which table, which level, which entries are missing."""
+        n = sum(b - a for a, b in self.missing)
+        spans = ", ".join(
+            f"{hx(lo)}-{hx(hi)} (entries {a}-{b - 1})"
+            for (lo, hi), (a, b) in zip(self.missing_pas(), self.missing, strict=True)
+        )
+        lv = self.level
+        return (
+            f"table at {hx(self.pa)} (level {lv.number}, {lv.name}) lies partly outside the "
+            f"image: {n} of its {lv.entries} entries are not in it, at {spans}; walks through "
+            "them fault, so they map nothing"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"pa", "level", "missing": [[lo, hi], ...]}``."""
+        return {
+            "pa": self.pa,
+            "level": self.level.name,
+            "missing": [list(r) for r in self.missing_pas()],
+        }
+
+
+def read_entries(
+    mem: TableReader, pa: int, n: int, entry_size: int
+) -> tuple[U64Array, npt.NDArray[np.bool_] | None]:
+    """``n`` entries from ``pa``: one read when they all lie in one RAM segment, else entry by
+    entry (as a walk reads them: a table may span two segments that meet in PA), the entries
+    outside RAM as 0 (not present).
+
+    Returns:
+        The entries, and which of them are in RAM (None: all).
+    """
+    if mem.is_ram(pa, n * entry_size):
+        return mem.read_table(pa, n, entry_size), None
+    pas = np.uint64(pa) + np.arange(n, dtype=np.uint64) * np.uint64(entry_size)
+    ok = mem.is_ram_array(pas, entry_size)
+    raws = np.zeros(n, dtype=np.uint64)
+    if ok.any():
+        raws[ok] = mem.gather(pas[ok], entry_size)
+    return raws, None if ok.all() else ok
+
+
+def missing_runs(ok: npt.NDArray[np.bool_], first: int = 0) -> tuple[tuple[int, int], ...]:
+    """Runs ``[a, b)`` of False in ``ok``, as indices offset by ``first``."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], (~ok).astype(np.int8), [0]))))
+    return tuple(
+        (first + int(a), first + int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)
+    )
+
+
 @dataclass
 class EnumStats:
-    """What an enumeration did."""
+    """What an enumeration did.
+
+    ``runs`` counts ranges as tables produce them (before merging across tables; replays of
+    shared subtrees included): the measure ``limit`` bounds. ``partial`` holds every table
+    found partly outside RAM, by (PA, level number).
+    """
 
     tables: int = 0
     entries: int = 0
@@ -104,6 +208,14 @@ class EnumStats:
     bad_tables: int = 0
     faulty_entries: int = 0
     pruned: int = 0
+    runs: int = 0
+    partial: dict[tuple[int, int], PartialTable] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Memo:
+    count: int
+    rows: list[Mapping] | None
 
 
 @dataclass
@@ -116,8 +228,12 @@ class _Walker:
     filt: Filter = field(default_factory=Filter)
     raw_attrs: bool = False
     memo_ok: set[tuple[int, int]] = field(default_factory=set)
-    memo: dict[tuple[int, int, Perm], list[Mapping]] = field(default_factory=dict)
+    memo: dict[tuple[int, int, Perm], _Memo] = field(default_factory=dict)
     stats: EnumStats = field(default_factory=EnumStats)
+    limit: int | None = None
+    counting: bool = False
+    distinct: bool = False
+    kept: int = 0
 
 
 def mappings(
@@ -129,6 +245,8 @@ def mappings(
     stats: EnumStats | None = None,
     filt: Filter | None = None,
     raw_attrs: bool = False,
+    limit: int | None = None,
+    distinct: bool = False,
 ) -> Iterator[Mapping]:
     """Every mapping of the tables, merged, in VA order (low half first).
 
@@ -138,22 +256,27 @@ def mappings(
         filt: permissions, PA window and page sizes to keep; applied during the walk.
         raw_attrs: merge only leaves whose raw attribute bits are equal, and report them in
             :attr:`Mapping.attrs` (what a per-entry listing such as ``info tlb`` needs).
+        limit: the most ranges (as :attr:`EnumStats.runs` counts them) the tables may
+            describe; None for no limit.
+        distinct: list a subtree reached again with the same inherited permission only the
+            first time (each distinct table is walked once: what a checker needs).
+
+    Raises:
+        LimitError: (at the first ``next``, before any range) the tables describe more than
+            ``limit`` ranges.
     """
     stats = stats if stats is not None else EnumStats()
-    lo, hi = va_range if va_range is not None else (0, 1 << 64)
+    walkers = list(_walkers(mem, mode, roots, va_range, stats, filt or Filter(), raw_attrs))
+    for w, _ in walkers:
+        w.limit, w.distinct = limit, distinct
+    if limit is not None and not distinct:  # count first: fail before the first range
+        counted = EnumStats()
+        for w, root in walkers:
+            for _ in _root(replace(w, memo={}, stats=counted, counting=True), root):
+                pass
     pending: Mapping | None = None
-    for half in mode.halves:
-        s_lo, s_hi = max(lo, half.va_start), min(hi, half.va_end)
-        if s_lo >= s_hi:
-            continue
-        root = roots[half.root]
-        if mode.root_fault(root, half) is not None:
-            continue
-        walker = _Walker(mem, mode, half, s_lo, s_hi, filt or Filter(), raw_attrs, stats=stats)
-        walker.memo_ok = _shared_tables(walker, root)
-        top = half.levels[0]
-        base = half.va_start & ~((1 << (top.shift + top.bits)) - 1)
-        for m in _table(walker, root, 0, base, []):
+    for w, root in walkers:
+        for m in _root(w, root):
             if pending is not None and pending.continues(m):
                 pending = replace(pending, size=pending.size + m.size)
                 continue
@@ -162,6 +285,73 @@ def mappings(
             pending = m
     if pending is not None:
         yield pending
+
+
+def count_runs(
+    mem: TableReader,
+    mode: PagingMode,
+    roots: Sequence[int],
+    *,
+    va_range: tuple[int, int] | None = None,
+    filt: Filter | None = None,
+    limit: int | None = None,
+) -> int:
+    """How many ranges :func:`mappings` would produce (before merging across tables), in time
+    proportional to the distinct tables when they are reused.
+
+    Raises:
+        LimitError: more than ``limit``.
+    """
+    stats = EnumStats()
+    for w, root in _walkers(mem, mode, roots, va_range, stats, filt or Filter(), False):
+        w.limit, w.counting = limit, True
+        for _ in _root(w, root):
+            pass
+    return stats.runs
+
+
+def _walkers(
+    mem: TableReader,
+    mode: PagingMode,
+    roots: Sequence[int],
+    va_range: tuple[int, int] | None,
+    stats: EnumStats,
+    filt: Filter,
+    raw_attrs: bool,
+) -> Iterator[tuple[_Walker, int]]:
+    lo, hi = va_range if va_range is not None else (0, 1 << 64)
+    for half in mode.halves:
+        s_lo, s_hi = max(lo, half.va_start), min(hi, half.va_end)
+        if s_lo >= s_hi:
+            continue
+        root = roots[half.root]
+        if mode.root_fault(root, half) is not None:
+            continue
+        walker = _Walker(mem, mode, half, s_lo, s_hi, filt, raw_attrs, stats=stats)
+        walker.memo_ok = _shared_tables(walker, root)
+        yield walker, root
+
+
+def _root(w: _Walker, root: int) -> Iterator[Mapping]:
+    top = w.half.levels[0]
+    return _table(w, root, 0, w.half.va_start & ~((1 << (top.shift + top.bits)) - 1), [])
+
+
+def _count(w: _Walker, n: int) -> None:
+    """Add ``n`` ranges to the count; past the limit, stop with a message saying what to do."""
+    w.stats.runs += n
+    if w.limit is not None and w.stats.runs > w.limit:
+        reused = (
+            f"; {len(w.memo_ok)} table(s) are reached through more than one entry, which is "
+            "how a small (or hostile) dump describes a huge address space"
+            if w.memo_ok
+            else ""
+        )
+        raise LimitError(
+            f"the page tables describe more than {w.limit} mapping ranges (the limit){reused}. "
+            "Raise it with --max-mappings N or PAGEWALK_MAX_MAPPINGS=N (0: no limit), or "
+            "narrow the listing (--range, --phys, --perm, --level-sizes)"
+        )
 
 
 def _shared_tables(w: _Walker, root: int) -> set[tuple[int, int]]:
@@ -175,46 +365,70 @@ def _shared_tables(w: _Walker, root: int) -> set[tuple[int, int]]:
         if count[key] > 1 or depth == len(w.half.levels) - 1:
             continue
         level = w.half.levels[depth]
-        if not w.mem.is_ram(table, level.entries * w.mode.entry_size):
-            continue
-        raws = w.mem.read_table(table, level.entries, w.mode.entry_size)
+        raws, _ = read_entries(w.mem, table, level.entries, w.mode.entry_size)
         valid = raws[(raws & np.uint64(1)) != 0]
         children = w.mode.np_address(valid[~w.mode.np_is_leaf(valid, level)], level, False)
         stack.extend((int(c), depth + 1) for c in children.tolist())
     return {k for k, n in count.items() if n > 1}
 
 
+def _read(w: _Walker, table: int, level: Level, i0: int, n: int) -> U64Array | None:
+    """Entries ``i0 .. i0 + n`` of a table; records a partial table; None if none is in RAM."""
+    esize = w.mode.entry_size
+    raws, ok = read_entries(w.mem, table + i0 * esize, n, esize)
+    if ok is None:
+        return raws
+    if not ok.any():
+        w.stats.bad_tables += 1
+        return None
+    key = (table, level.number)
+    if key not in w.stats.partial:
+        w.stats.partial[key] = PartialTable(table, level, esize, missing_runs(ok, i0))
+    return raws
+
+
 def _table(w: _Walker, table: int, depth: int, base: int, path: list[Entry]) -> Iterator[Mapping]:
     """Mappings under ``table`` (at ``depth``, covering VAs from ``base``), in VA order."""
     level = w.half.levels[depth]
     cap = w.mode.effective(path, w.half) if path else Perm(0xF)
-    key = (table, depth, cap)
-    shared = (table, depth) in w.memo_ok
     if not w.filt.table_may_match(cap, w.half, depth):
         w.stats.pruned += 1
         return
-    if shared and key in w.memo:
+    key = (table, depth, cap)
+    whole = w.lo <= base and base + (level.entries << level.shift) <= w.hi
+    memo = whole and (table, depth) in w.memo_ok
+    seen = w.memo.get(key) if memo else None
+    if seen is not None and (w.distinct or w.counting or seen.rows is not None):
         w.stats.memo_hits += 1
-        for rel in w.memo[key]:
-            if w.lo <= rel.va + base and rel.va + base + rel.size <= w.hi:
-                yield replace(rel, va=rel.va + base)
+        if not w.distinct:
+            _count(w, seen.count)
+        for rel in seen.rows if not (w.distinct or w.counting) and seen.rows else ():
+            yield replace(rel, va=rel.va + base)
         return
-    if not w.mem.is_ram(table, level.entries * w.mode.entry_size):
-        w.stats.bad_tables += 1
-        return
-    w.stats.tables += 1
     i0 = max(0, (w.lo - base) >> level.shift)
     i1 = min(level.entries - 1, (w.hi - 1 - base) >> level.shift)
     if i0 > i1:
         return
-    raws = w.mem.read_table(table + i0 * w.mode.entry_size, i1 - i0 + 1, w.mode.entry_size)
+    raws = _read(w, table, level, i0, i1 - i0 + 1)
+    if raws is None:
+        return
+    w.stats.tables += 1
     out = _scan(w, raws, i0, depth, base, path)
-    if shared and i0 == 0 and i1 == level.entries - 1:
-        collected = list(out)
-        w.memo[key] = [replace(m, va=m.va - base) for m in collected]
-        yield from collected
-    else:
+    if not memo:
         yield from out
+        return
+    before = w.stats.runs
+    keep: list[Mapping] | None = (
+        [] if not (w.counting or w.distinct) and w.kept < MEMO_TOTAL else None
+    )
+    for m in out:
+        if keep is not None:
+            keep = keep if len(keep) < MEMO_ROWS else None
+            if keep is not None:
+                keep.append(replace(m, va=m.va - base))
+        yield m
+    w.kept += len(keep) if keep is not None else 0
+    w.memo[key] = _Memo(w.stats.runs - before, keep)
 
 
 def _scan(
@@ -239,8 +453,8 @@ def _scan(
                 yield from batch
                 continue
         for j in seg.tolist():
-            entry = w.mode.decode(int(valid[j]), level)
-            if entry.fault is not None:
+            entry = w.mode.decode_cached(int(valid[j]), level)
+            if entry.fault is not None or entry.kind is not EntryKind.TABLE:
                 w.stats.faulty_entries += 1
                 continue
             child_base = base + ((int(valid_idx[j]) + i0) << level.shift)
@@ -299,6 +513,9 @@ def _leaf_runs(
     level = w.half.levels[depth]
     span = level.leaf_size
     w.stats.leaves += int(leaves.size)
+    if not span:  # no leaf may stand at this level: each such entry is a fault
+        w.stats.faulty_entries += int(leaves.size)
+        return
     addr = w.mode.np_address(leaves, level, leaf=True)
     keys = leaves & np.uint64(~w.mode.address_mask(level, True) & ((1 << 64) - 1))
     classes: dict[tuple[Perm, Any, int | None], int] = {}
@@ -330,8 +547,12 @@ def _leaf_runs(
         return
     breaks = (np.diff(idx) != 1) | (np.diff(addr) != np.uint64(span)) | (np.diff(cls) != 0)
     starts = np.concatenate(([0], np.flatnonzero(breaks) + 1))
+    if w.counting:
+        _count(w, int(starts.size))
+        return
     ends = np.concatenate((starts[1:], [idx.size]))
     for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        _count(w, 1)
         perm, memtype, raw = attrs[int(cls[s])]
         va = base + (int(idx[s]) << level.shift)
         yield Mapping(va, (e - s) * span, int(addr[s]), span, perm, memtype, raw)

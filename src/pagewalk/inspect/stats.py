@@ -6,6 +6,10 @@ every entry is a valid leaf, with physically contiguous frames starting at an ad
 the level above's leaf size and with identical attribute bits, could be replaced by one leaf one
 level up (x86: a PT by a 2-MByte PDE, a PD of 2-MByte pages by a 1-GByte PDPTE, Intel SDM vol. 3A
 §4.5 tables 4-17/4-15; Arm ARM D8.3 blocks): its bytes are the saving reported, exactly.
+
+The count uses the distinct-table visitor (:mod:`pagewalk.inspect.tables`), so its cost follows
+the distinct tables whatever the dump says; tables reached through several entries, recursive
+entries and tables partly outside the image are reported (once each).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pagewalk.formats.base import PagingMode
-from pagewalk.inspect.mappings import TableReader
+from pagewalk.inspect.mappings import PartialTable, TableReader
 from pagewalk.inspect.tables import Tables, Visit
 
 
@@ -41,6 +45,12 @@ class Stats:
 
     levels: dict[str, LevelStats] = field(default_factory=dict)
     leaves_by_size: dict[int, int] = field(default_factory=dict)
+    #: tables reached through more than one entry (counted once in ``levels``)
+    shared_tables: int = 0
+    #: entries that point to their own table
+    recursive_entries: int = 0
+    #: tables partly outside the image (their missing entries count as not present)
+    partial: list[PartialTable] = field(default_factory=list)
 
     @property
     def table_bytes(self) -> int:
@@ -63,14 +73,21 @@ class Stats:
             "table_bytes": self.table_bytes,
             "leaves_by_size": {str(k): v for k, v in sorted(self.leaves_by_size.items())},
             "savings": {str(k): v for k, v in sorted(self.savings().items())},
+            "shared_tables": self.shared_tables,
+            "recursive_entries": self.recursive_entries,
+            "partial_tables": [p.to_json() for p in self.partial],
         }
 
 
 def stats(mem: TableReader, mode: PagingMode, roots: Sequence[int]) -> Stats:
     """Count every table reachable from the roots."""
     out = Stats()
-    for visit in Tables(mem, mode, roots).visit():
+    tables = Tables(mem, mode, roots)
+    for visit in tables.visit():
         _count(out, mode, visit)
+    out.shared_tables = len(tables.shared())
+    out.recursive_entries = sum(e.count for e in tables.events if e.kind == "recursive")
+    out.partial = list(tables.partial.values())
     return out
 
 
