@@ -87,11 +87,11 @@ def test_stream_pipes_and_safe_output(
     (tmp_path / "out").write_bytes(b"old contents")
     (tmp_path / "bad").write_bytes(b"\0" * 13)
     args = ["translate", str(image), "--from-file", str(tmp_path / "bad"), "--to-file"]
-    assert run([*args, str(tmp_path / "out")]) == 2
+    assert run([*args, str(tmp_path / "out"), "--force"]) == 2
     assert (tmp_path / "out").read_bytes() == b"old contents"
     (tmp_path / "in").write_bytes(data)
     same = ["translate", str(image), "--from-file", str(tmp_path / "in"), "--to-file"]
-    assert run([*same, str(tmp_path / "in")]) == 2
+    assert run([*same, str(tmp_path / "in"), "--force"]) == 2
     assert (tmp_path / "in").read_bytes() == data
     assert b"is the input file" in capfdbinary.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "img", "img.json", "in", "out"]
@@ -120,7 +120,7 @@ def test_stream_failing_midway_leaves_no_partial_output(
     monkeypatch.setattr(image_cmds, "STREAM_CHUNK", 64)
     monkeypatch.setattr(Translator, "translate", flaky)
     code = run(["translate", str(tmp_path / "img"), "--from-file", str(tmp_path / "in"),
-                "--to-file", str(tmp_path / "out")])  # fmt: skip
+                "--to-file", str(tmp_path / "out"), "--force"])  # fmt: skip
     assert code == 2 and len(calls) == 3
     assert (tmp_path / "out").read_bytes() == b"old contents"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img", "img.json", "in", "out"]

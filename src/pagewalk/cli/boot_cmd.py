@@ -3,14 +3,14 @@
 It prints, with rich tables: the memory map, the allocator's state, the kernel's mappings
 (merged), each process and its mappings, one annotated page walk, the demand-paging,
 copy-on-write, shared-memory and isolation demo with its faults, and the TLB statistics. With
-``--save DIR`` it writes the physical image and ``memory.img.json`` (registers and roots) that
-``pagewalk maps``/``translate`` read directly. The kernel design follows the seed documents; the
+``--save DIR`` it writes the physical image and ``memory.img.json`` (registers, roots, the
+processes' roots) as one unit that ``pagewalk maps``/``translate`` read directly; ``--force``
+lets it replace an earlier save. The kernel design follows the seed documents; the
 paging follows Intel SDM vol. 3A ch. 4, Arm ARM D8 and the RISC-V privileged spec.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,11 @@ from rich.text import Text
 from pagewalk.cli.common import console, emit_json
 from pagewalk.cli.render import mappings_table, print_walk, size_text
 from pagewalk.errors import hx
-from pagewalk.image import save
+from pagewalk.image import number, save
 from pagewalk.inspect.mappings import mappings
 from pagewalk.kernel import Kernel, get_profile, profile_names
 from pagewalk.kernel.demo import DemoReport, run_demo
-from pagewalk.memory.physical import parse_size
+from pagewalk.safeio import check_target
 
 
 @click.command()
@@ -58,6 +58,7 @@ from pagewalk.memory.physical import parse_size
     type=click.Path(file_okay=False),
     help="Write the image and registers here.",
 )
+@click.option("--force", is_flag=True, help="Let --save replace an image already there.")
 @click.option("--json", "as_json", is_flag=True, help="A machine-readable summary.")
 def boot(
     profile_name: str,
@@ -65,23 +66,30 @@ def boot(
     memmap_file: str | None,
     processes: int,
     save_dir: str | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Boot a seed kernel's memory manager on a simulated machine and show what it built."""
+    save_inputs = [memmap_file] if memmap_file else []
+    if save_dir:
+        _check_save(Path(save_dir), save_inputs, force)  # before any work
     profile = get_profile(profile_name)
     memmap = None
     if memmap_file is not None:
         from pagewalk.memory.memmap_readers import load_memory_map
 
         memmap = load_memory_map(memmap_file)
-    kernel = Kernel(profile, ram=parse_size(ram) if ram else None, memmap=memmap)
+    size = None if ram is None else number(ram, "--ram")
+    if size == 0:
+        raise click.BadParameter("RAM of 0 bytes", param_hint="--ram")
+    kernel = Kernel(profile, ram=size, memmap=memmap)
     out = console()
     with Progress(console=out, transient=True, disable=as_json or not out.is_terminal) as bar:
         task = bar.add_task(f"booting {profile.name}", total=None)
         kernel.boot()
         bar.update(task, description="running the demo")
         report = run_demo(kernel, processes)
-    saved = _save(kernel, Path(save_dir)) if save_dir else None
+    saved = _save(kernel, Path(save_dir), save_inputs, force) if save_dir else None
     if as_json:
         emit_json(_summary(kernel, report, saved))
     else:
@@ -90,13 +98,20 @@ def boot(
         raise click.exceptions.Exit(1)
 
 
-def _save(kernel: Kernel, where: Path) -> Path:
+def _check_save(where: Path, inputs: list[str], force: bool) -> None:
+    """Refuse early what :func:`_save` would refuse at the end (a link, an input, an old image)."""
+    image = where / "memory.img"
+    if where.is_dir():
+        for target in (image, Path(f"{image}.json")):
+            check_target(target, inputs=inputs, force=force)
+
+
+def _save(kernel: Kernel, where: Path, inputs: list[str], force: bool) -> Path:
+    """Save the image and its register file (with the processes and profile) as one unit."""
     where.mkdir(parents=True, exist_ok=True)
     assert kernel.kernel_space is not None
     image = where / "memory.img"
-    side = save(image, kernel.mem, kernel.mode, kernel.kernel_space.roots)
-    data = json.loads(side.read_text())
-    data["processes"] = [
+    processes = [
         {
             "pid": p.pid,
             "name": p.name,
@@ -105,8 +120,9 @@ def _save(kernel: Kernel, where: Path) -> Path:
         }
         for p in kernel.processes.values()
     ]
-    data["profile"] = kernel.profile.name
-    side.write_text(json.dumps(data, indent=2) + "\n")
+    extra = {"processes": processes, "profile": kernel.profile.name}
+    roots = kernel.kernel_space.roots
+    save(image, kernel.mem, kernel.mode, roots, extra=extra, overwrite=force, inputs=inputs)
     return image
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from pagewalk.cli.machine import Machine, load_machine
+from pagewalk.cli.machine import Machine, given_cpu, load_machine
 
 _MACHINE_KEYS = (
     "mode", "root", "ttbr0", "ttbr1", "tcr", "mair", "cr0", "cr4", "efer", "maxphyaddr",
@@ -27,8 +27,9 @@ def console() -> Console:
 
 
 def machine_from(image: str, kwargs: dict[str, Any]) -> Machine:
-    """Pop the register options from ``kwargs`` and open the machine."""
-    return load_machine(image, {k: kwargs.pop(k) for k in _MACHINE_KEYS})
+    """Pop the register options from ``kwargs`` and open the machine (``--cpu``, when given,
+    must name a CPU of an ELF core)."""
+    return load_machine(image, {k: kwargs.pop(k) for k in _MACHINE_KEYS}, cpu=given_cpu())
 
 
 def emit_json(data: Any) -> None:

@@ -1,5 +1,7 @@
 """Commands on images: ``translate`` (every step of a walk, or a file of addresses streamed
-through the batch walker) and ``build`` (an image from a spec).
+through the batch walker) and ``build`` (an image from a spec). Their output files go through
+:mod:`pagewalk.safeio`; the batch path refuses the options it cannot honour (``--access``,
+``--user``, ``--json``) instead of ignoring them.
 
 Walk semantics follow Intel SDM vol. 3A ch. 4, Arm ARM D8 and the RISC-V privileged spec; the JSON
 shape is the contract in ``docs/cli.md``.
@@ -8,22 +10,21 @@ shape is the contract in ``docs/cli.md``.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 import click
 import numpy as np
 
 from pagewalk.batch import BatchResult, Translator
 from pagewalk.cli.common import console, emit_json, machine_from
-from pagewalk.cli.machine import Machine, machine_options, parse_int
+from pagewalk.cli.machine import Machine, machine_options, parse_int, sidecar_path
 from pagewalk.cli.render import print_walk
 from pagewalk.errors import DumpError, PageFault
 from pagewalk.image import build, load_spec, save
 from pagewalk.mmu import check_access
+from pagewalk.safeio import Source, check_stream, check_target, replacing
 from pagewalk.walk import Walk, walk
 
 #: addresses per chunk when streaming (8 MiB in, 8 MiB out)
@@ -45,7 +46,7 @@ STREAM_CHUNK = 1 << 20
     "to_file",
     type=click.Path(dir_okay=False, allow_dash=True),
     help="Write PAs as little-endian u64 (0xFFFFFFFFFFFFFFFF for a fault), one per VA; - for "
-    "stdout.",
+    "stdout. Never over an input, a link or a device; over a file only with --force.",
 )
 @click.option(
     "--access",
@@ -53,6 +54,7 @@ STREAM_CHUNK = 1 << 20
     help="Check this access with the full permission rules (faults carry the CPU's code).",
 )
 @click.option("--user", is_flag=True, help="Check the access at user level (CPL3, EL0, U).")
+@click.option("--force", is_flag=True, help="Let --to-file replace an existing file.")
 @click.argument("vas", nargs=-1)
 def translate(
     image: str,
@@ -62,6 +64,7 @@ def translate(
     to_file: str | None,
     access: str | None,
     user: bool,
+    force: bool,
     **kwargs: Any,
 ) -> None:
     """Translate each VA through IMAGE's tables and show every step of the walk.
@@ -75,9 +78,17 @@ def translate(
         raise click.UsageError("give VAs, or --from-file ADDRS --to-file OUT")
     if from_file is not None and vas:
         raise click.UsageError("give VAs or --from-file, not both")
+    if from_file is not None:
+        _batch_options(as_json=as_json, access=access, user=user)
+    elif force:
+        raise click.UsageError("--force only applies to --to-file")
+    if from_file is not None and to_file == "-":
+        check_stream(1, "standard output", _inputs(image, from_file))
+    elif from_file is not None and to_file is not None:
+        check_target(to_file, inputs=_inputs(image, from_file), force=force)  # before any work
     machine = machine_from(image, kwargs)
     if from_file is not None and to_file is not None:
-        n, faults = stream_translate(machine, from_file, to_file)
+        n, faults = stream_translate(machine, from_file, to_file, force=force)
         where = "stdout" if to_file == "-" else to_file
         click.echo(f"translated {n} address(es) to {where}: {faults} fault(s)", err=to_file == "-")
         return
@@ -101,6 +112,26 @@ def translate(
             out.print(_access_text(checks[i], access or "read", user))
 
 
+def _batch_options(*, as_json: bool, access: str | None, user: bool) -> None:
+    """Refuse the options the batch path cannot honour, rather than ignore them."""
+    if access is not None or user:
+        given = " and ".join(o for o, on in (("--access", access), ("--user", user)) if on)
+        raise click.UsageError(
+            f"{given} cannot be used with --from-file/--to-file: the batch walker translates "
+            "without checking permissions; give the VAs as arguments to check an access"
+        )
+    if as_json:
+        raise click.UsageError(
+            "--json cannot be used with --from-file/--to-file: the output is binary, one "
+            "little-endian u64 PA per VA; give the VAs as arguments for JSON"
+        )
+
+
+def _inputs(image: str, from_file: str) -> list[Source]:
+    """What a translation reads: the image, its register file, and the addresses."""
+    return [image, sidecar_path(image), 0 if from_file == "-" else from_file]
+
+
 def _access_json(result: Walk, check: int | PageFault | Walk) -> dict[str, Any]:
     """The JSON object of one VA: the walk's, or the access check's when one was asked."""
     if isinstance(check, Walk):
@@ -121,50 +152,57 @@ def _access_text(check: int | PageFault, access: str, user: bool) -> str:
 @click.command(name="build")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Image file.")
-def build_cmd(spec: str, out: str) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing OUT and OUT.json.")
+def build_cmd(spec: str, out: str, force: bool) -> None:
     """Write an image (and OUT.json with its registers) from a TOML spec."""
-    built = build(load_spec(spec))
-    side = save(out, built.mem, built.mode, built.space.roots)
+    for target in (out, sidecar_path(out)):
+        check_target(target, inputs=[spec], force=force)  # before any work
+    built = build(load_spec(spec), source=spec)
+    side = save(out, built.mem, built.mode, built.space.roots, overwrite=force, inputs=[spec])
     names = built.mode.root_names
     roots = ", ".join(f"{n}={r:#x}" for n, r in zip(names, built.space.roots, strict=False))
     click.echo(f"wrote {out} ({built.mem.end:#x} bytes) and {side}: {built.mode.name}, {roots}")
 
 
-def stream_translate(machine: Machine, src: str, dst: str) -> tuple[int, int]:
+def stream_translate(
+    machine: Machine, src: str, dst: str, *, force: bool = False
+) -> tuple[int, int]:
     """Translate the u64 VAs in ``src`` into u64 PAs in ``dst``, a chunk at a time.
 
-    ``-`` stands for standard input or output. A file ``dst`` is written under a temporary name
-    and renamed at the end, so an error never leaves half an output (or spoils an old one).
+    ``-`` stands for standard input or output. A file ``dst`` is written through
+    :func:`pagewalk.safeio.replacing` (a temporary file renamed at the end), so an error or a
+    signal never leaves half an output, or spoils an old one. A fault is written as
+    ``0xFFFFFFFFFFFFFFFF``.
+
+    Args:
+        force: let ``dst`` replace an existing file (never an input, a link or a device).
 
     Returns:
         ``(addresses, faults)``.
 
     Raises:
         DumpError: the input is not a whole number of 8-byte addresses (checked before any
-            work for a file, at the end for a pipe), or ``dst`` is the input file itself.
+            work for a file, at the end for a pipe).
+        OutputError: ``dst`` may not be written (an input of the run: the image, its register
+            file or the addresses; a link, a device, a FIFO; an existing file without
+            ``force``), or a write fails.
     """
     if src != "-":
         size = Path(src).stat().st_size
         if size % 8:
             raise DumpError(f"{src}: {size} bytes is not a whole number of 8-byte addresses")
-        if dst != "-" and Path(dst).exists() and os.path.samefile(src, dst):
-            raise DumpError(f"{dst} is the input file: writing it would destroy the addresses")
     translator = Translator(machine.mem, machine.mode, machine.roots)
     if dst == "-":
         return _stream(translator, src, sys.stdout.buffer)
-    out = Path(dst)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fout:
-            counts = _stream(translator, src, fout)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return counts
+    with replacing([dst], inputs=_inputs(machine.source, src), force=force) as (out,):
+        return _stream(translator, src, out)
 
 
-def _stream(translator: Translator, src: str, fout: BinaryIO) -> tuple[int, int]:
+class _Sink(Protocol):
+    def write(self, data: memoryview, /) -> int | None: ...
+
+
+def _stream(translator: Translator, src: str, fout: _Sink) -> tuple[int, int]:
     """The chunk loop: whole 8-byte words only, whatever sizes the reads return (pipes)."""
     buf = np.empty(STREAM_CHUNK, dtype="<u8")
     raw = buf.data.cast("B")

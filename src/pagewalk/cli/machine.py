@@ -4,10 +4,17 @@ A machine is physical memory, a configured paging mode and its root registers. T
 from options (``--mode``, ``--root``, ``--cr4``, ``--tcr``...), from the JSON file pagewalk
 writes next to every image it saves (``IMAGE.json``), or from an ELF core's notes (``--cpu N``
 picks the CPU); options override both. Raw images, ELF cores and gzip/zstd-compressed forms of
-either are accepted (see :mod:`pagewalk.memory.dump`). Numbers accept
-``0x`` hex, decimal and ``_`` separators. The register meanings follow Intel SDM vol. 3A §2.5 and
-ch. 4 (CR0, CR3, CR4, IA32_EFER), Arm ARM D19 (TTBRn_EL1, TCR_EL1, MAIR_EL1) and the RISC-V
-privileged spec (satp).
+either are accepted (see :mod:`pagewalk.memory.dump`). Numbers accept ``0x`` hex, decimal and
+``_`` separators, and must fit the 64-bit registers and addresses they stand for.
+
+Nothing is silently ignored or silently cut: an option the mode does not have (``--ttbr0`` on
+x86 or RISC-V, ``--root`` on AArch64, ``--cr4`` off x86), ``--cpu`` on a raw image or past the
+core's CPUs, a value wider than its register, and every malformed field of ``IMAGE.json`` are
+refused with a :class:`~pagewalk.errors.PagingError` naming the option, or the file and field.
+When ``--mode`` picks another family than the image's (x86, AArch64, RISC-V), the image's saved
+registers and roots are not used. The register meanings follow Intel SDM vol. 3A §2.5 and ch. 4
+(CR0, CR3, CR4, IA32_EFER; CR3 is 32 bits outside IA-32e mode, §4.3 and §4.4.1), Arm ARM D19
+(TTBRn_EL1, TCR_EL1, MAIR_EL1) and the RISC-V privileged spec (satp).
 """
 
 from __future__ import annotations
@@ -23,37 +30,74 @@ import click
 
 from pagewalk.errors import ConfigError, DumpError, PhysicalMemoryError, hx
 from pagewalk.formats import MODE_NAMES, PagingMode, make_mode
-from pagewalk.memory.dump import FileMemory, Memory, Segment, map_file, open_file, sniff
+from pagewalk.identity import check_pair
+from pagewalk.image import array, mode_name, number, registers, shown, table, value_error
+from pagewalk.memory.dump import (
+    FileMemory,
+    Memory,
+    Segment,
+    map_file,
+    open_file,
+    read_regular_file,
+    sniff,
+)
 from pagewalk.memory.elfcore import Core, open_core
 from pagewalk.memory.registers import from_core
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: the widest value any register option or address takes
+REGISTER_BITS = 64
+#: the mode families: registers and roots saved for one do not apply to another
+_FAMILIES = {
+    **dict.fromkeys(("x86", "pae", "x86_64", "la57"), "x86"),
+    "aarch64": "aarch64",
+    **dict.fromkeys(("sv32", "sv39", "sv48", "sv57"), "riscv"),
+}
+
 
 def parse_int(text: str | int, what: str = "number") -> int:
-    """Parse ``0x...``, decimal or ``_``-separated numbers, with a clear error."""
-    if isinstance(text, int):
-        return text
-    try:
-        return int(text.replace("_", ""), 0)
-    except ValueError:
-        raise ConfigError(
-            f"{what} {text!r} is not a number (use hex like 0x1000 or decimal)"
-        ) from None
+    """Parse ``0x...``, decimal or ``_``-separated numbers in 0..2**64-1, with a clear error."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        try:
+            value = int(str(text).replace("_", ""), 0)
+        except ValueError:
+            raise ConfigError(
+                f"{what} {shown(text)} is not a number (use hex like 0x1000 or decimal)"
+            ) from None
+    if not 0 <= value < 1 << REGISTER_BITS:
+        raise ConfigError(f"{what} {shown(value)} does not fit in {REGISTER_BITS} bits")
+    return value
 
 
 class IntParam(click.ParamType[int]):
-    """A click parameter for hex or decimal integers."""
+    """A click parameter for hex or decimal integers that fit in ``bits`` bits (unsigned), so
+    a value wider than its register is a usage error naming the option."""
 
     name = "int"
 
+    def __init__(self, bits: int = REGISTER_BITS) -> None:
+        self.bits = bits
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return int(str(value).replace("_", ""), 0)
-        except ValueError:
-            self.fail(f"{value!r} is not a number (use hex like 0x1000 or decimal)", param, ctx)
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(str(value).replace("_", ""), 0)
+            except ValueError:
+                self.fail(
+                    f"{shown(value)} is not a number (use hex like 0x1000 or decimal)", param, ctx
+                )
+        if not 0 <= number < 1 << self.bits:
+            self.fail(
+                f"{shown(number)} does not fit in {self.bits} bits (0..{hx((1 << self.bits) - 1)})",
+                param,
+                ctx,
+            )
+        return number
 
 
 INT = IntParam()
@@ -81,21 +125,25 @@ def machine_options(func: F) -> F:
     """The register options shared by every command that reads an image."""
     options = [
         click.option("--mode", type=click.Choice(MODE_NAMES, case_sensitive=False)),
-        click.option("--root", type=INT, help="CR3 value, or the root table PA (satp's root)."),
-        click.option("--ttbr0", type=INT, help="TTBR0_EL1 (AArch64)."),
-        click.option("--ttbr1", type=INT, help="TTBR1_EL1 (AArch64)."),
-        click.option("--tcr", type=INT, help="TCR_EL1 (AArch64; default 4K granules, 48-bit)."),
-        click.option("--mair", type=INT, help="MAIR_EL1 (AArch64)."),
-        click.option("--cr0", type=INT, help="CR0 (default PG|WP|PE)."),
-        click.option("--cr4", type=INT, help="CR4 (default PSE, plus PAE/LA57 by mode)."),
-        click.option("--efer", type=INT, help="IA32_EFER (default LME|NXE)."),
-        click.option("--maxphyaddr", type=INT, help="MAXPHYADDR (default 52)."),
+        click.option(
+            "--root", type=INT, help="CR3 value, or the root table PA (satp's root); not AArch64."
+        ),
+        click.option("--ttbr0", type=INT, help="TTBR0_EL1 (AArch64 only)."),
+        click.option("--ttbr1", type=INT, help="TTBR1_EL1 (AArch64 only)."),
+        click.option(
+            "--tcr", type=INT, help="TCR_EL1 (AArch64 only; default 4K granules, 48-bit)."
+        ),
+        click.option("--mair", type=INT, help="MAIR_EL1 (AArch64 only)."),
+        click.option("--cr0", type=INT, help="CR0 (x86 only; default PG|WP|PE)."),
+        click.option("--cr4", type=INT, help="CR4 (x86 only; default PSE, plus PAE/LA57 by mode)."),
+        click.option("--efer", type=INT, help="IA32_EFER (x86 only; default LME|NXE)."),
+        click.option("--maxphyaddr", type=INT, help="MAXPHYADDR (x86 only; default 52)."),
         click.option(
             "--cpu",
             type=click.IntRange(min=0),
             expose_value=False,
             callback=_remember_cpu,
-            help="Which CPU's registers to use from an ELF core (default 0).",
+            help="Which CPU's registers to use from an ELF core (default 0; cores only).",
         ),
     ]
     for option in reversed(options):
@@ -107,10 +155,11 @@ def _remember_cpu(ctx: click.Context, _param: click.Parameter, value: int | None
     ctx.meta["pagewalk.cpu"] = value
 
 
-def _chosen_cpu() -> int:
+def given_cpu() -> int | None:
+    """The ``--cpu`` of the running command, or None when it was not given."""
     ctx = click.get_current_context(silent=True)
     value = ctx.meta.get("pagewalk.cpu") if ctx is not None else None
-    return int(value) if value is not None else 0
+    return int(value) if value is not None else None
 
 
 def sidecar_path(image: str | os.PathLike[str]) -> Path:
@@ -121,24 +170,51 @@ def sidecar_path(image: str | os.PathLike[str]) -> Path:
 def load_machine(image: str, opts: dict[str, Any], cpu: int | None = None) -> Machine:
     """Open ``image`` and build its mode and roots from options, its sidecar JSON or its notes.
 
+    Args:
+        opts: register options by name (``mode``, ``root``, ``ttbr0``...); None means not given.
+        cpu: the core's CPU to read; when given, ``image`` must be an ELF core that has it.
+
     Raises:
-        ConfigError: missing mode/root, or options that do not fit the mode.
-        DumpError: a corrupt, truncated or unknown dump.
+        ConfigError: missing mode/root, options that do not fit the mode, or values wider
+            than their register.
+        DumpError: a corrupt, truncated or unknown dump, or a malformed register file.
         PhysicalMemoryError: the image cannot be opened, or a root lies outside it.
     """
     opened = open_image(image, cpu)
-    regs = {**opened.saved.get("registers", {}), **{k: v for k, v in opts.items() if v is not None}}
-    name = regs.pop("mode", None) or opened.saved.get("mode")
+    given = {k: v for k, v in opts.items() if v is not None}
+    saved_regs = dict(opened.saved.get("registers", {}))
+    saved_mode = saved_regs.pop("mode", None) or opened.saved.get("mode")
+    stored_roots: dict[str, int] = opened.saved.get("roots", {})
+    name = str(given.pop("mode", None) or saved_mode or "").lower()
     if not name:
         hint = " ".join(opened.why)
         raise ConfigError(
             f"give --mode for {image} (one of: {', '.join(MODE_NAMES)})"
             + (f"; {hint}" if hint else "")
         )
+    why = list(opened.why)
+    if saved_mode is not None and _FAMILIES.get(name) != _FAMILIES.get(saved_mode):
+        saved_regs, stored_roots = {}, {}
+        why.append(f"--mode {name}: the image's {saved_mode} registers and roots do not apply")
+    _refuse_foreign(name, given)
+    regs = {**saved_regs, **{k: parse_int(v, f"--{k}") for k, v in given.items()}}
     mode = make_mode(name, **_mode_kwargs(regs))
-    roots = _roots(mode, regs, opened.saved)
+    roots = _roots(mode, regs, stored_roots)
     _check_roots(opened.mem, mode, roots, image)
-    return Machine(opened.mem, mode, roots, image, opened.why, opened.core)
+    return Machine(opened.mem, mode, roots, image, why, opened.core)
+
+
+def _refuse_foreign(name: str, given: dict[str, Any]) -> None:
+    """Refuse root options that belong to another architecture (make_mode refuses the rest)."""
+    if name == "aarch64" and "root" in given:
+        raise ConfigError(
+            "mode aarch64 does not take --root: give --ttbr0 (TTBR0_EL1) and/or --ttbr1 (TTBR1_EL1)"
+        )
+    for key in ("ttbr0", "ttbr1"):
+        if name != "aarch64" and key in given:
+            raise ConfigError(
+                f"mode {name} does not take --{key} (AArch64 only): give --root for its root"
+            )
 
 
 @dataclass
@@ -154,8 +230,14 @@ class Opened:
 def open_image(image: str, cpu: int | None = None) -> Opened:
     """Open a raw image, an ELF core, or either compressed; read its sidecar or notes.
 
+    Args:
+        cpu: the core's CPU to read, which must exist; a raw image refuses it. When None,
+            the running command's ``--cpu`` is used if the image is a core (default 0).
+
     Raises:
-        DumpError: a corrupt, truncated or unknown dump.
+        ConfigError: ``cpu`` given for a raw image.
+        DumpError: a corrupt, truncated or unknown dump, a CPU the core does not have, or a
+            malformed register file (naming the file and the field).
         PhysicalMemoryError: the file does not exist.
     """
     if not Path(image).exists():
@@ -164,16 +246,25 @@ def open_image(image: str, cpu: int | None = None) -> Opened:
     with f:
         core: Core | None = None
         why: list[str] = []
-        saved = _read_sidecar(image)
         if sniff(f) == "elf":
             core = open_core(f, image)
             mem: Memory = core.mem
-            found = from_core(core, _chosen_cpu() if cpu is None else cpu)
+            chosen = cpu if cpu is not None else given_cpu()
+            if chosen is not None:
+                core.cpu(chosen)  # a DumpError naming the CPUs the core has
+            found = from_core(core, chosen or 0)
             why = found.why
-            saved = {"registers": found.regs}
+            saved: dict[str, Any] = {"registers": found.regs}
         else:
+            if cpu is not None:
+                raise ConfigError(
+                    f"--cpu {cpu} applies only to ELF cores, and {image} is a raw image"
+                )
+            saved = read_sidecar(image)
             buf = map_file(f, image)
+            check_pair(image, sidecar_path(image), saved, buf)
             spans = saved.get("regions") or [(0, len(buf))]
+            _check_regions(spans, len(buf), image)
             mem = FileMemory(buf, [Segment(b, s, b) for b, s in spans], image)
     if packing != "plain":
         why.insert(0, f"{packing}-compressed; inflated into a temporary file")
@@ -191,17 +282,79 @@ def _check_roots(mem: Memory, mode: PagingMode, roots: tuple[int, ...], image: s
             )
 
 
-def _read_sidecar(image: str) -> dict[str, Any]:
+def _check_regions(spans: list[tuple[int, int]], size: int, image: str) -> None:
+    for i, (base, length) in enumerate(spans):
+        if base + length > size:
+            raise DumpError(
+                f"register file {sidecar_path(image)}: regions[{i}] {hx(base)}+{hx(length)} "
+                f"reaches beyond the end of {image} ({hx(size)} bytes)"
+            )
+
+
+def read_sidecar(image: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``IMAGE.json`` (empty when there is none), every field checked for type and range.
+
+    ``mode``, ``registers`` (those the mode takes), ``roots`` (by the mode's root names) and
+    ``regions`` (``[base, size]`` pairs) are checked and normalised; other keys (``image``,
+    ``processes``...) are passed through for their own readers.
+
+    Raises:
+        DumpError: an unreadable, irregular (a FIFO, a device) or oversized file
+            (:data:`~pagewalk.memory.dump.TEXT_LIMIT`), or one deeply nested or malformed,
+            naming the file and the field.
+    """
     path = sidecar_path(image)
     if not path.exists():
         return {}
+    raw = read_regular_file(path, "register file")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DumpError(f"cannot read register file {path}: {exc}") from None
+        data = json.loads(raw)
+    except RecursionError:
+        raise DumpError(f"register file {path} is nested too deeply to be one") from None
+    except ValueError as exc:  # bad JSON, bad UTF-8, a number of too many digits
+        raise DumpError(f"cannot read register file {path}: {value_error(exc)}") from None
     if not isinstance(data, dict):
         raise DumpError(f"register file {path} is not a JSON object")
-    return data
+    try:
+        return _checked_sidecar(data, f"register file {path}")
+    except ConfigError as exc:
+        raise DumpError(str(exc)) from None
+
+
+def _checked_sidecar(data: dict[str, Any], where: str) -> dict[str, Any]:
+    out = dict(data)
+    mode = mode_name(data["mode"], f"{where}: mode") if "mode" in data else None
+    out.pop("mode", None)
+    if mode is not None:
+        out["mode"] = mode
+    if "registers" in data:
+        if mode is None:
+            raise ConfigError(f"{where}: registers are given, but no mode")
+        out["registers"] = registers(data["registers"], f"{where}: registers", mode)
+    if "roots" in data:
+        names = make_mode(mode).root_names if mode is not None else _all_root_names()
+        roots = table(data["roots"], f"{where}: roots", names)
+        out["roots"] = {k: number(v, f"{where}: roots.{k}") for k, v in roots.items()}
+    if "regions" in data:
+        spans = array(data["regions"], f"{where}: regions")
+        if not spans:
+            raise ConfigError(f"{where}: regions is empty (leave it out for one from 0)")
+        out["regions"] = [_region(item, f"{where}: regions[{i}]") for i, item in enumerate(spans)]
+    return out
+
+
+def _region(item: object, where: str) -> tuple[int, int]:
+    pair = array(item, where)
+    if len(pair) != 2:
+        raise ConfigError(f"{where} must be [base, size], not {len(pair)} value(s)")
+    base, size = number(pair[0], f"{where} base"), number(pair[1], f"{where} size")
+    if size == 0:
+        raise ConfigError(f"{where} is empty (size 0)")
+    return base, size
+
+
+def _all_root_names() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n for name in MODE_NAMES for n in make_mode(name).root_names))
 
 
 def _mode_kwargs(regs: dict[str, Any]) -> dict[str, Any]:
@@ -213,15 +366,12 @@ def _mode_kwargs(regs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _roots(mode: PagingMode, regs: dict[str, Any], saved: dict[str, Any]) -> tuple[int, ...]:
-    stored = saved.get("roots", {})
+def _roots(mode: PagingMode, regs: dict[str, Any], stored: dict[str, int]) -> tuple[int, ...]:
     if mode.name == "aarch64":
         values = [
             regs.get("ttbr0", stored.get("TTBR0_EL1")),
             regs.get("ttbr1", stored.get("TTBR1_EL1")),
         ]
-        if regs.get("root") is not None and values[0] is None:
-            values[0] = regs["root"]
         if all(v is None for v in values):
             raise ConfigError(
                 "give --ttbr0 and/or --ttbr1 for an aarch64 image "
@@ -234,4 +384,10 @@ def _roots(mode: PagingMode, regs: dict[str, Any], saved: dict[str, Any]) -> tup
     value = regs.get("root", stored.get(mode.root_names[0]))
     if value is None:
         raise ConfigError(f"give --root ({mode.root_names[0]}) for this {mode.name} image")
-    return (mode.root_from_register(parse_int(value, "root")),)
+    root = parse_int(value, "root")
+    if mode.name in ("x86", "pae") and root >> 32:
+        raise ConfigError(
+            f"CR3 {hx(root)} is wider than 32 bits, the width of CR3 in mode {mode.name} "
+            "(Intel SDM vol. 3A §4.3, §4.4.1)"
+        )
+    return (mode.root_from_register(root),)

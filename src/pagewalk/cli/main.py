@@ -1,10 +1,14 @@
 """The ``pagewalk`` command: a thin layer that parses arguments and calls the library.
 
-Every command prints human output by default and machine output with ``--json``. Bad input
-(a missing file, an unknown mode, a VA that is not a number, a root outside the image) gets one
-line on stderr, ``pagewalk: error: ...``, and exit status 2, never a traceback. The JSON shapes
-are a contract other tools script against; see ``docs/cli.md``. Walk semantics follow Intel SDM
-vol. 3A ch. 4, Arm ARM D8 and the RISC-V privileged spec.
+Every command prints human output by default and machine output with ``--json``. The exit
+status is a contract (``docs/cli.md``, "Exit status"): 0 the command ran, 1 it ran and found
+something (a failed boot check, lint findings), 2 bad input (a missing file, an unknown mode or
+option, a VA that is not a number, a root outside the image), 70 an internal error (a bug), 130
+interrupted. Bad input gets one line on stderr, ``pagewalk: error: ...``, never a traceback.
+Commands report findings by returning an int status or raising ``click.exceptions.Exit``; this
+module turns both into the process's status. The JSON shapes are a contract other tools script
+against. Walk semantics follow Intel SDM vol. 3A ch. 4, Arm ARM D8 and the RISC-V privileged
+spec.
 """
 
 from __future__ import annotations
@@ -25,19 +29,10 @@ def cli() -> None:
 
 def _register() -> None:
     """Add the commands, each area in its own module."""
-    import importlib
+    from pagewalk.cli import boot_cmd, image_cmds, inspect_cmds, memmap_cmd
 
-    for name in ("image_cmds", "inspect_cmds", "memmap_cmd", "mmu_cmds", "boot_cmd"):
-        try:
-            module = importlib.import_module(f"pagewalk.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"pagewalk.cli.{name}":
-                raise
-            continue
-        commands = getattr(module, "COMMANDS", None)
-        if commands is None:  # a module with one command named like the module
-            commands = [getattr(module, name.removesuffix("_cmd"))]
-        for command in commands:
+    for module in (image_cmds, inspect_cmds, memmap_cmd, boot_cmd):
+        for command in module.COMMANDS:
             cli.add_command(command)
 
 
@@ -45,10 +40,15 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, turning our errors into one line and exit status 2."""
+    """Entry point: run the CLI and exit with its status (see the module docstring).
+
+    Raises:
+        SystemExit: always, with the status: a command's int result or ``Exit`` code, 2 for
+            bad input, 70 for an internal error, 130 for an interrupt.
+    """
     try:
-        cli.main(args=argv, prog_name="pagewalk", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        status = cli.main(args=argv, prog_name="pagewalk", standalone_mode=False)
+    except click.exceptions.Exit as exc:  # raised outside a command (e.g. by --help)
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("pagewalk: aborted", err=True)
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"pagewalk: error: {exc}", err=True)
         sys.exit(2)
     except OSError as exc:
-        click.echo(f"pagewalk: error: {exc.strerror or exc}: {exc.filename or ''}", err=True)
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"pagewalk: error: {exc.strerror or exc}{where}", err=True)
         sys.exit(2)
     except Exception as exc:
         if os.environ.get("PAGEWALK_DEBUG"):
@@ -75,3 +76,4 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(70)
+    sys.exit(status if isinstance(status, int) and not isinstance(status, bool) else 0)

@@ -3,7 +3,7 @@
 The command only parses arguments and calls :mod:`pagewalk.memory.memmap` (which follows the
 ACPI E820 interface, the Multiboot 2 memory-map tag and the UEFI ``GetMemoryMap`` descriptors).
 It prints a table with totals, or JSON with ``--json``. Bad input prints one line on stderr and
-exits with status 2.
+exits with status 2 (``click.exceptions.Exit(2)``, which :mod:`pagewalk.cli.main` passes on).
 """
 
 from __future__ import annotations
@@ -71,10 +71,13 @@ def memmap(file: str, form: str, strict: bool, as_json: bool) -> None:
     """Read the memory map FILE and print it as a table with totals."""
     try:
         found = load_memory_map(file, form=form, strict=strict)
-    except MemoryMapError as exc:
+    except MemoryMapError as exc:  # here too, so the command alone (CliRunner) keeps status 2
         click.echo(f"pagewalk: error: {exc}", err=True)
         raise click.exceptions.Exit(2) from None
     if as_json:
         click.echo(json.dumps(found.to_json(), indent=2))
     else:
         render_table(found, Console(highlight=False, soft_wrap=True))
+
+
+COMMANDS = [memmap]
