@@ -4,8 +4,12 @@ One idea: the page-table reference for pagewalk's tests comes from a real kernel
 read by QEMU (``info registers``, ``info mem``, ``info tlb``, ``gva2gpa``, the gdbstub's system
 registers) at the instant an ELF core of the guest is written, never from pagewalk's code.
 
+Profiles: x86_64 (4-level, KPTI), x86_64-la57, aarch64, riscv64-sv57/-sv48/-sv39 (Debian 13's
+riscv64 kernel) and i386/i386-pae/i386-pae-pti (Debian 12's 686 and 686-pae kernels).
+
 Everything is made from Debian packages (QEMU via ``apt-get install``; the kernel and a static
-busybox via ``apt-get download`` and ``dpkg-deb -x``) and cached outside git, by default in
+busybox via ``apt-get download`` and ``dpkg-deb -x``, for riscv64 and i386 through a private apt
+configuration that leaves the host's apt alone) and cached outside git, by default in
 ``$PAGEWALK_CACHE`` or ``~/.cache/pagewalk/qemu-ref/``. A profile whose ``meta.json`` exists is
 not booted again unless ``--force`` is given. See docs/qemu-reference.md.
 """
@@ -18,6 +22,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import lzma
 import os
 import random
 import re
@@ -50,7 +55,7 @@ class RefError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class Profile:
     name: str
-    arch: str  # "x86_64" or "aarch64"
+    arch: str  # "x86_64", "aarch64", "riscv64" or "i386"
     deb_arch: str  # Debian architecture of the guest packages
     qemu_binary: str
     qemu_package: str
@@ -59,6 +64,16 @@ class Profile:
     cpu: str
     append: str
     note: str
+    # Debian suite the guest packages come from through a private apt configuration (its own
+    # sources, lists and cache under <cache>/apt/), so that the host's apt is not changed:
+    # no `dpkg --add-architecture`, no new source. None: the host's own apt, as for amd64/arm64.
+    suite: str | None = None
+    store: str | None = None  # folder under <cache>/packages/ (default: deb_arch)
+    vmcoreinfo_device: bool = True  # -device vmcoreinfo (QEMU 7.2's riscv virt cannot have it)
+
+    @property
+    def store_name(self) -> str:
+        return self.store or self.deb_arch
 
 
 PROFILES: dict[str, Profile] = {
@@ -99,8 +114,74 @@ PROFILES: dict[str, Profile] = {
         note="4K granule, 48-bit VA, 4 levels; KASLR on, which forces KPTI on a Cortex-A57",
     ),
 }
-DEFAULT_PROFILES = ["x86_64", "x86_64-la57", "aarch64"]
-OPTIONAL_PROFILES = {"aarch64"}  # in the default set, a failure here is reported, not fatal
+
+
+def _riscv64(name: str, extra: str, note: str) -> Profile:
+    return Profile(
+        name=name,
+        arch="riscv64",
+        deb_arch="riscv64",
+        qemu_binary="qemu-system-riscv64",
+        qemu_package="qemu-system-misc",
+        kernel_meta="linux-image-riscv64",
+        machine=["-machine", "virt", "-bios", "default"],
+        cpu="rv64",
+        append="console=ttyS0 panic=-1" + extra,
+        note=note + "; OpenSBI is QEMU's own (-bios default); no KASLR (not built in)",
+        suite="trixie",
+        store="riscv64",
+        vmcoreinfo_device=False,
+    )
+
+
+def _i386(name: str, meta: str, extra: str, note: str) -> Profile:
+    return Profile(
+        name=name,
+        arch="i386",
+        deb_arch="i386",
+        qemu_binary="qemu-system-i386",
+        qemu_package="qemu-system-x86",
+        kernel_meta=meta,
+        machine=[],
+        cpu="max",
+        append="console=ttyS0 panic=-1" + extra,
+        note=note + "; KASLR on",
+        suite="bookworm",
+        store=f"i386-{meta.removeprefix('linux-image-')}",
+    )
+
+
+PROFILES.update(
+    {
+        "riscv64-sv57": _riscv64(
+            "riscv64-sv57",
+            "",
+            "Sv57: QEMU 7.2's rv64 offers Sv39/48/57 and Linux takes the largest",
+        ),
+        "riscv64-sv48": _riscv64("riscv64-sv48", " no5lvl", "Sv48 (kernel no5lvl)"),
+        "riscv64-sv39": _riscv64("riscv64-sv39", " no4lvl", "Sv39 (kernel no4lvl)"),
+        "i386": _i386(
+            "i386",
+            "linux-image-686",
+            "",
+            "32-bit 2-level paging (no PAE), 4 MiB PSE pages; no PTI (Linux needs PAE for it)",
+        ),
+        "i386-pae": _i386(
+            "i386-pae", "linux-image-686-pae", " pti=off", "PAE 3-level paging, PTI off (pti=off)"
+        ),
+        "i386-pae-pti": _i386(
+            "i386-pae-pti",
+            "linux-image-686-pae",
+            " pti=on",
+            "PAE 3-level paging, PTI forced on (pti=on): kernel/user PGD pair",
+        ),
+    }
+)
+DEFAULT_PROFILES = list(PROFILES)  # all nine: 3.5 min on 2 cores with nothing cached
+# In the default set, a failure of one of these is reported, not fatal: aarch64 needs a
+# foreign architecture on the host, the others a second suite (trixie) or i386's lists.
+OPTIONAL_PROFILES = {"aarch64", *(n for n, p in PROFILES.items() if p.suite is not None)}
+NEW_ARCHES = ("riscv64", "i386")  # read VMCOREINFO from guest RAM and check every mapped page
 
 
 def log(msg: str) -> None:
@@ -210,27 +291,99 @@ class Apt:
 
     def download_unpack(self, pkg: str, deb_arch: str, dest: Path) -> str:
         """apt-get download PKG:ARCH and unpack it into dest; returns the package version."""
-        spec = f"{pkg}:{deb_arch}"
-        with tempfile.TemporaryDirectory(prefix="pagewalk-deb-") as tmp:
-            os.chmod(tmp, 0o777)  # lets apt's _apt user write there (no sandbox warning)
-            r = run(["apt-get", "download", spec], cwd=tmp)
-            if r.returncode != 0:
-                self.update()
-                r = run(["apt-get", "download", spec], cwd=tmp)
-            if r.returncode != 0:
-                raise RefError(f"apt-get download {spec} failed:\n{r.stderr[-2000:]}")
-            debs = list(Path(tmp).glob("*.deb"))
-            if len(debs) != 1:
-                raise RefError(f"apt-get download {spec} left {len(debs)} .deb files")
-            version = run(["dpkg-deb", "-f", str(debs[0]), "Version"]).stdout.strip()
-            unpacked = Path(tmp) / "x"
-            r = run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)])
-            if r.returncode != 0:
-                raise RefError(f"dpkg-deb -x {debs[0].name} failed:\n{r.stderr}")
-            if dest.exists():
-                shutil.rmtree(dest)
-            shutil.move(str(unpacked), str(dest))
-        return version
+        return _download_unpack([], f"{pkg}:{deb_arch}", dest, self.update)
+
+
+def _download_unpack(opts: list[str], spec: str, dest: Path, update: Any) -> str:
+    """apt-get OPTS download SPEC and unpack it into dest; returns the package version."""
+    with tempfile.TemporaryDirectory(prefix="pagewalk-deb-") as tmp:
+        os.chmod(tmp, 0o777)  # lets apt's _apt user write there (no sandbox warning)
+        r = run(["apt-get", *opts, "download", spec], cwd=tmp)
+        if r.returncode != 0:
+            update()
+            r = run(["apt-get", *opts, "download", spec], cwd=tmp)
+        if r.returncode != 0:
+            raise RefError(f"apt-get download {spec} failed:\n{r.stderr[-2000:]}")
+        debs = list(Path(tmp).glob("*.deb"))
+        if len(debs) != 1:
+            raise RefError(f"apt-get download {spec} left {len(debs)} .deb files")
+        version = run(["dpkg-deb", "-f", str(debs[0]), "Version"]).stdout.strip()
+        unpacked = Path(tmp) / "x"
+        r = run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)])
+        if r.returncode != 0:
+            raise RefError(f"dpkg-deb -x {debs[0].name} failed:\n{r.stderr}")
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.move(str(unpacked), str(dest))
+    return version
+
+
+class PrivateApt:
+    """apt-get and apt-cache for one Debian suite and architecture, with their own sources.list,
+    lists, cache and an empty dpkg status under `root`. The host's apt is left as it is: no
+    `dpkg --add-architecture` (adding i386 to the host can break its next `apt-get update`
+    while a security suite is mid-sync), no new source, no change to its package lists.
+    Only the suite's main archive is used (not -security/-updates), for the same reason."""
+
+    MIRROR = "http://deb.debian.org/debian"
+    KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+    def __init__(self, root: Path, suite: str, deb_arch: str, allow_install: bool) -> None:
+        self.root = root
+        self.suite = suite
+        self.deb_arch = deb_arch
+        self.allow_install = allow_install
+        self.updated = False
+        self.opts = [
+            f"-oDir::Etc::sourcelist={root / 'sources.list'}",
+            f"-oDir::Etc::sourceparts={root / 'sources.list.d'}",
+            f"-oDir::Etc::preferences={root / 'preferences'}",
+            f"-oDir::Etc::preferencesparts={root / 'preferences.d'}",
+            f"-oDir::State::Lists={root / 'lists'}",
+            f"-oDir::State::status={root / 'status'}",
+            f"-oDir::Cache={root / 'cache'}",
+            f"-oAPT::Architecture={deb_arch}",
+            f"-oAPT::Architectures::={deb_arch}",
+            "-oAPT::Sandbox::User=root",  # the cache may be in root's 0700 home
+            "-oAcquire::Languages=none",
+        ]
+
+    def update(self) -> None:
+        if self.updated:
+            return
+        if not self.allow_install:
+            raise RefError(f"apt-get update ({self.suite} {self.deb_arch}) needs the network")
+        if shutil.which("apt-get") is None:
+            raise RefError("apt-get is needed (Debian only)")
+        if os.geteuid() != 0:
+            raise RefError("apt-get download is needed: run this script as root")
+        for d in ("lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        (self.root / "status").touch()
+        (self.root / "sources.list").write_text(
+            f"deb [arch={self.deb_arch} signed-by={self.KEYRING}] {self.MIRROR} {self.suite} main\n"
+        )
+        log(f"apt-get update (private: {self.suite} {self.deb_arch}, in {self.root})")
+        r = run(["apt-get", *self.opts, "update"], env=dict(os.environ, LC_ALL="C"))
+        if r.returncode != 0 or "\nE: " in "\n" + r.stderr:
+            raise RefError(
+                f"apt-get update for {self.suite} {self.deb_arch} failed:\n"
+                + (r.stdout + r.stderr)[-2000:]
+            )
+        self.updated = True
+
+    def resolve(self, pkg: str) -> str:
+        """The concrete package a meta-package depends on (linux-image-X.Y.Z-N-flavour)."""
+        self.update()  # the private lists may be old: always refresh them once per run
+        r = run(["apt-cache", *self.opts, "depends", pkg])
+        for line in r.stdout.splitlines():
+            m = re.match(r"\s*Depends:\s*(linux-image-\S+?)(:\w+)?$", line)
+            if m:
+                return m.group(1)
+        raise RefError(f"{pkg} is not in Debian {self.suite} for {self.deb_arch}")
+
+    def download_unpack(self, pkg: str, dest: Path) -> str:
+        return _download_unpack(self.opts, pkg, dest, self.update)
 
 
 @dataclasses.dataclass
@@ -247,7 +400,7 @@ class GuestFiles:
 
 def prepare_guest(apt: Apt, prof: Profile, cache: Path) -> GuestFiles:
     """Fetch (once) the kernel and busybox packages for a profile; keep only what is used."""
-    store = cache / "packages" / prof.deb_arch
+    store = cache / "packages" / prof.store_name
     stamp = store / "packages.json"
     if stamp.exists():
         d = json.loads(stamp.read_text())
@@ -265,30 +418,53 @@ def prepare_guest(apt: Apt, prof: Profile, cache: Path) -> GuestFiles:
             return files
     if not apt.allow_install:
         raise RefError(
-            f"{prof.deb_arch} guest packages are not in {store} and --no-install was given"
+            f"{prof.store_name} guest packages are not in {store} and --no-install was given"
         )
     store.mkdir(parents=True, exist_ok=True)
-    apt.ensure_arch(prof.deb_arch)
-    kernel_pkg = apt.resolve(f"{prof.kernel_meta}:{prof.deb_arch}")
-    log(f"downloading {kernel_pkg}:{prof.deb_arch} and busybox-static:{prof.deb_arch}")
+    extra: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="pagewalk-unpack-") as tmp:
         kdir = Path(tmp) / "kernel"
-        kver = apt.download_unpack(kernel_pkg, prof.deb_arch, kdir)
         bdir = Path(tmp) / "busybox"
-        bver = apt.download_unpack("busybox-static", prof.deb_arch, bdir)
-        vmlinuz = sorted(kdir.glob("boot/vmlinuz-*"))
+        if prof.suite is None:
+            apt.ensure_arch(prof.deb_arch)
+            kernel_pkg = apt.resolve(f"{prof.kernel_meta}:{prof.deb_arch}")
+            log(f"downloading {kernel_pkg}:{prof.deb_arch} and busybox-static:{prof.deb_arch}")
+            kver = apt.download_unpack(kernel_pkg, prof.deb_arch, kdir)
+            bver = apt.download_unpack("busybox-static", prof.deb_arch, bdir)
+        else:
+            papt = PrivateApt(
+                cache / "apt" / f"{prof.suite}-{prof.deb_arch}",
+                prof.suite,
+                prof.deb_arch,
+                apt.allow_install,
+            )
+            kernel_pkg = papt.resolve(prof.kernel_meta)
+            log(f"downloading {kernel_pkg} and busybox-static from {prof.suite} {prof.deb_arch}")
+            kver = papt.download_unpack(kernel_pkg, kdir)
+            bver = papt.download_unpack("busybox-static", bdir)
+            extra = {"suite": prof.suite, "mirror": PrivateApt.MIRROR}
+        # amd64/arm64/i386 ship boot/vmlinuz-*, riscv64 boot/vmlinux-* (a PE/EFI Image)
+        vmlinuz = sorted(kdir.glob("boot/vmlinu[xz]-*"))
         config = sorted(kdir.glob("boot/config-*"))
         if not vmlinuz or not config:
-            raise RefError(f"{kernel_pkg} has no /boot/vmlinuz-* or /boot/config-*")
-        release = vmlinuz[0].name[len("vmlinuz-") :]
+            raise RefError(f"{kernel_pkg} has no /boot/vmlinu[xz]-* or /boot/config-*")
+        release = vmlinuz[0].name.split("-", 1)[1]
         shutil.copy2(vmlinuz[0], store / vmlinuz[0].name)
         shutil.copy2(config[0], store / config[0].name)
-        ko = sorted(kdir.glob("lib/modules/*/kernel/drivers/firmware/qemu_fw_cfg.ko"))
-        if ko:
+        ko = [
+            k
+            for top in ("lib", "usr/lib")  # trixie has merged /usr
+            for k in sorted(kdir.glob(f"{top}/modules/*/kernel/drivers/firmware/qemu_fw_cfg.ko*"))
+        ]
+        if ko and ko[0].name.endswith(".xz"):  # trixie compresses modules: unpack here
+            (store / "qemu_fw_cfg.ko").write_bytes(lzma.decompress(ko[0].read_bytes()))
+        elif ko and ko[0].name.endswith(".ko"):
             shutil.copy2(ko[0], store / "qemu_fw_cfg.ko")
-        bb = bdir / "bin" / "busybox"
-        if not bb.exists():
-            raise RefError("busybox-static has no /bin/busybox")
+        else:
+            ko = []
+        bb = next((p for p in (bdir / "bin/busybox", bdir / "usr/bin/busybox") if p.exists()), None)
+        if bb is None:
+            raise RefError("busybox-static has no /bin/busybox or /usr/bin/busybox")
         shutil.copy2(bb, store / "busybox")
     stamp.write_text(
         json.dumps(
@@ -300,6 +476,7 @@ def prepare_guest(apt: Apt, prof: Profile, cache: Path) -> GuestFiles:
                 "config": config[0].name,
                 "fw_cfg_ko": "qemu_fw_cfg.ko" if ko else None,
                 "busybox_version": bver,
+                **extra,
             },
             indent=1,
         )
@@ -311,7 +488,10 @@ def prepare_guest(apt: Apt, prof: Profile, cache: Path) -> GuestFiles:
 # initramfs (newc cpio written here, so no cpio binary is needed and the archive is stable)
 # ---------------------------------------------------------------------------------------------
 
-INIT_SCRIPT = f"""#!/bin/busybox sh
+
+def init_script(extra_ksyms: str = "") -> str:
+    ksyms = KSYMS + (f"|{extra_ksyms}" if extra_ksyms else "")
+    return f"""#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs dev /dev
@@ -324,10 +504,15 @@ echo "PAGEWALK user-pid $PID"
 sleep 1
 sed "s/^/PAGEWALK maps /" /proc/$PID/maps
 echo "PAGEWALK vmcoreinfo $(cat /sys/kernel/vmcoreinfo 2>/dev/null)"
-grep -E ' ({KSYMS})$' /proc/kallsyms | sed "s/^/PAGEWALK ksym /"
+grep -E ' ({ksyms})$' /proc/kallsyms | sed "s/^/PAGEWALK ksym /"
 echo "{MARKER}"
 exec sleep 100000000
 """
+
+
+INIT_SCRIPT = init_script()
+# Page-table symbols worth having from a riscv64 kernel (it has KALLSYMS_ALL)
+EXTRA_KSYMS = {"riscv64": "trampoline_pg_dir|early_pg_dir|init_mm|kernel_map|phys_ram_base"}
 
 
 def _newc_entry(name: str, mode: int, data: bytes, ino: int) -> bytes:
@@ -341,14 +526,14 @@ def _newc_entry(name: str, mode: int, data: bytes, ino: int) -> bytes:
     return out
 
 
-def build_initramfs(busybox: Path, fw_cfg_ko: Path | None) -> bytes:
+def build_initramfs(busybox: Path, fw_cfg_ko: Path | None, script: str = INIT_SCRIPT) -> bytes:
     entries: list[tuple[str, int, bytes]] = [
         ("bin", 0o040755, b""),
         ("dev", 0o040755, b""),
         ("proc", 0o040755, b""),
         ("sys", 0o040755, b""),
         ("bin/busybox", 0o100755, busybox.read_bytes()),
-        ("init", 0o100755, INIT_SCRIPT.encode()),
+        ("init", 0o100755, script.encode()),
     ]
     if fw_cfg_ko is not None:
         entries.append(("qemu_fw_cfg.ko", 0o100644, fw_cfg_ko.read_bytes()))
@@ -418,12 +603,13 @@ class QMP:
 class GdbStub:
     """Just enough of the GDB remote protocol to read registers while the VM is stopped."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, arch: str = "aarch64") -> None:
         self.sock = sock
         self.sock.settimeout(60)
         self.buf = b""
-        self.transact("qSupported:xmlRegisters=aarch64")
+        self.transact(f"qSupported:xmlRegisters={'riscv' if arch == 'riscv64' else arch}")
         self.transact("?")
+        self.feature: dict[str, str] = {}  # register name -> the XML annex that defines it
         self.regs = self._register_map()
 
     def _packet(self) -> str:
@@ -460,15 +646,21 @@ class GdbStub:
                 return out
 
     def _register_map(self) -> dict[str, int]:
+        """Register numbers as GDB assigns them: a <reg> without regnum is one more than the
+        register before it, across the features in target.xml order (riscv's `priv` needs it)."""
         target = self._xfer("target.xml")
         regs: dict[str, int] = {}
+        nxt = 0
         for annex in re.findall(r'href="([^"]+)"', target):
             doc = self._xfer(annex)
             for tag in re.findall(r"<reg\b[^>]*>", doc):
                 name = re.search(r'name="([^"]+)"', tag)
                 num = re.search(r'regnum="(\d+)"', tag)
-                if name and num:
-                    regs[name.group(1)] = int(num.group(1))
+                n = int(num.group(1)) if num else nxt
+                nxt = n + 1
+                if name:
+                    regs[name.group(1)] = n
+                    self.feature[name.group(1)] = annex
         return regs
 
     def read(self, name: str) -> int | None:
@@ -488,6 +680,16 @@ class GdbStub:
                 out[name] = v
         return out
 
+    def riscv_csrs(self) -> dict[str, int]:
+        """`priv` (0 U, 1 S, 3 M) and every CSR the gdbstub's riscv-csr.xml lists."""
+        out = {}
+        for name in sorted(self.regs, key=self.regs.__getitem__):
+            if name == "priv" or "csr" in self.feature.get(name, ""):
+                v = self.read(name)
+                if v is not None:
+                    out[name] = v
+        return out
+
 
 # ---------------------------------------------------------------------------------------------
 # Parsing monitor output and the ELF core
@@ -496,14 +698,14 @@ class GdbStub:
 
 def parse_x86_registers(text: str) -> dict[str, int]:
     regs: dict[str, int] = {}
-    for key in ("CR0", "CR2", "CR3", "CR4", "EFER", "RIP", "RSP"):
+    for key in ("CR0", "CR2", "CR3", "CR4", "EFER", "RIP", "RSP", "EIP", "ESP"):
         m = re.search(rf"\b{key}=([0-9a-fA-F]+)", text)
         if m:
             regs[key] = int(m.group(1), 16)
     m = re.search(r"\bCPL=(\d)", text)
     if m:
         regs["CPL"] = int(m.group(1))
-    for seg in ("CS", "SS", "GS", "TR", "GDT", "IDT"):
+    for seg in ("CS", "SS", "FS", "GS", "TR", "GDT", "IDT"):
         m = re.search(rf"^{seg}\s*=\s*(?:([0-9a-f]{{4}}) )?([0-9a-f]+)", text, re.MULTILINE)
         if m:
             if m.group(1) is not None:
@@ -514,8 +716,8 @@ def parse_x86_registers(text: str) -> dict[str, int]:
 
 def parse_arm_registers(text: str) -> dict[str, int]:
     regs: dict[str, int] = {}
-    for m in re.finditer(r"\b(PC|SP|X\d\d)=([0-9a-f]{16})", text):
-        regs[m.group(1)] = int(m.group(2), 16)
+    for r in re.finditer(r"\b(PC|SP|X\d\d)=([0-9a-f]{16})", text):
+        regs[r.group(1)] = int(r.group(2), 16)
     m = re.search(r"PSTATE=([0-9a-f]+) \S+ EL(\d)", text)
     if m:
         regs["PSTATE"] = int(m.group(1), 16)
@@ -541,36 +743,120 @@ def parse_info_tlb(text: str) -> list[TlbEntry]:
     return out
 
 
-def elf_notes(path: Path) -> list[tuple[str, int, bytes]]:
-    """(name, type, desc) of every note in an ELF64 little-endian core's PT_NOTE segments."""
+def parse_riscv_registers(text: str) -> dict[str, int]:
+    """`info registers` on riscv: ` pc  …`, CSR lines (` satp     a000…`), ` x2/sp    …`."""
+    regs: dict[str, int] = {}
+    for m in re.finditer(r"^ ([a-z][a-z0-9]*)\s+([0-9a-f]{16})\s*$", text, re.M):
+        regs[m.group(1)] = int(m.group(2), 16)
+    for m in re.finditer(r"\bx(\d+)/(\w+)\s+([0-9a-f]{16})", text):
+        regs[m.group(2)] = int(m.group(3), 16)
+    return regs
+
+
+SATP_MODES = {0: ("Bare", 0), 8: ("Sv39", 39), 9: ("Sv48", 48), 10: ("Sv57", 57)}
+
+
+def decode_satp(satp: int) -> dict[str, Any]:
+    """RV64 satp: MODE bits 63:60, ASID bits 59:44, PPN bits 43:0."""
+    mode = satp >> 60
+    name, bits = SATP_MODES.get(mode, (f"reserved {mode}", 0))
+    ppn = satp & ((1 << 44) - 1)
+    return {
+        "satp": satp,
+        "mode": mode,
+        "mode_name": name,
+        "va_bits": bits,
+        "asid": (satp >> 44) & 0xFFFF,
+        "ppn": ppn,
+        "root_pa": ppn << 12,
+    }
+
+
+@dataclasses.dataclass
+class MemRange:
+    """A line of riscv `info mem`: VAs va..va+size map to pa.. with attributes attr."""
+
+    va: int
+    pa: int
+    size: int
+    attr: str
+
+
+def parse_riscv_info_mem(text: str) -> list[MemRange]:
     out = []
+    for m in re.finditer(
+        r"^([0-9a-f]{16}) ([0-9a-f]{16}) ([0-9a-f]{16}) ([-rwxugad]{7})$", text, re.M
+    ):
+        out.append(MemRange(int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16), m[4]))
+    return out
+
+
+EM_NAMES = {3: "EM_386", 62: "EM_X86_64", 183: "EM_AARCH64", 243: "EM_RISCV"}
+PT_NAMES = {1: "PT_LOAD", 4: "PT_NOTE"}
+
+
+@dataclasses.dataclass
+class ElfCore:
+    elf_class: int  # 1 ELF32 (QEMU writes one for a 32-bit x86 guest), 2 ELF64
+    e_type: int
+    e_machine: int
+    phdrs: list[tuple[int, int, int, int, int, int]]  # type, offset, vaddr, paddr, filesz, memsz
+
+
+def elf_core(path: Path) -> ElfCore:
+    """ELF header and program headers of a little-endian ELF32 or ELF64 core."""
     with path.open("rb") as f:
         eh = f.read(64)
-        if eh[:4] != b"\x7fELF" or eh[4] != 2 or eh[5] != 1:
-            raise RefError(f"{path} is not an ELF64 little-endian file")
-        phoff, phentsize, phnum = (
-            struct.unpack_from("<Q", eh, 32)[0],
-            *struct.unpack_from("<HH", eh, 54),
-        )
+        if eh[:4] != b"\x7fELF" or eh[4] not in (1, 2) or eh[5] != 1:
+            raise RefError(f"{path} is not a little-endian ELF file")
+        e_type, e_machine = struct.unpack_from("<HH", eh, 16)
+        if eh[4] == 2:
+            phoff = struct.unpack_from("<Q", eh, 32)[0]
+            phentsize, phnum = struct.unpack_from("<HH", eh, 54)
+        else:
+            phoff = struct.unpack_from("<I", eh, 28)[0]
+            phentsize, phnum = struct.unpack_from("<HH", eh, 42)
         f.seek(phoff)
-        phdrs = f.read(phentsize * phnum)
-        for i in range(phnum):
-            p_type, _flags, p_offset, _va, _pa, p_filesz = struct.unpack_from(
-                "<IIQQQQ", phdrs, i * phentsize
+        raw = f.read(phentsize * phnum)
+    phdrs = []
+    for i in range(phnum):
+        if eh[4] == 2:
+            p_type, _fl, off, va, pa, filesz, memsz = struct.unpack_from(
+                "<IIQQQQQ", raw, i * phentsize
             )
+        else:
+            p_type, off, va, pa, filesz, memsz = struct.unpack_from("<IIIIII", raw, i * phentsize)
+        phdrs.append((p_type, off, va, pa, filesz, memsz))
+    return ElfCore(eh[4], e_type, e_machine, phdrs)
+
+
+def elf_notes(path: Path) -> list[tuple[str, int, bytes]]:
+    """(name, type, desc) of every note in a little-endian ELF core's PT_NOTE segments."""
+    out = []
+    core = elf_core(path)
+    with path.open("rb") as f:
+        for p_type, p_offset, _va, _pa, p_filesz, _memsz in core.phdrs:
             if p_type != 4:  # PT_NOTE
                 continue
             f.seek(p_offset)
             blob = f.read(p_filesz)
-            pos = 0
-            while pos + 12 <= len(blob):
-                namesz, descsz, ntype = struct.unpack_from("<III", blob, pos)
-                pos += 12
-                name = blob[pos : pos + namesz].rstrip(b"\0").decode(errors="replace")
-                pos += (namesz + 3) & ~3
-                desc = blob[pos : pos + descsz]
-                pos += (descsz + 3) & ~3
-                out.append((name, ntype, desc))
+            out += parse_notes(blob)
+    return out
+
+
+def parse_notes(blob: bytes) -> list[tuple[str, int, bytes]]:
+    out = []
+    pos = 0
+    while pos + 12 <= len(blob):
+        namesz, descsz, ntype = struct.unpack_from("<III", blob, pos)
+        pos += 12
+        name = blob[pos : pos + namesz].rstrip(b"\0").decode(errors="replace")
+        pos += (namesz + 3) & ~3
+        desc = blob[pos : pos + descsz]
+        pos += (descsz + 3) & ~3
+        if namesz == 0 and descsz == 0:
+            break
+        out.append((name, ntype, desc))
     return out
 
 
@@ -579,8 +865,27 @@ def summarize_core(path: Path, arch: str) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "notes": [{"name": n, "type": t, "descsz": len(d)} for n, t, d in notes],
     }
+    if arch in NEW_ARCHES:
+        core = elf_core(path)
+        summary["elf"] = {
+            "class": f"ELF{32 * core.elf_class}",
+            "e_type": core.e_type,
+            "e_machine": core.e_machine,
+            "e_machine_name": EM_NAMES.get(core.e_machine, "?"),
+            "program_headers": [
+                {
+                    "type": PT_NAMES.get(t, str(t)),
+                    "offset": off,
+                    "vaddr": va,
+                    "paddr": pa,
+                    "filesz": fsz,
+                    "memsz": msz,
+                }
+                for t, off, va, pa, fsz, msz in core.phdrs
+            ],
+        }
     for name, ntype, desc in notes:
-        if name == "QEMU" and ntype == 0 and arch == "x86_64" and len(desc) >= 432:
+        if name == "QEMU" and ntype == 0 and arch in ("x86_64", "i386") and len(desc) >= 432:
             version, size = struct.unpack_from("<II", desc, 0)
             cr = struct.unpack_from("<5Q", desc, 392)
             summary["qemu_cpu_state"] = {
@@ -596,6 +901,13 @@ def summarize_core(path: Path, arch: str) -> dict[str, Any]:
             if arch == "x86_64":
                 rip, cs = struct.unpack_from("<QQ", desc, 112 + 16 * 8)
                 summary["prstatus"] = {"rip": rip, "cs": cs}
+            elif arch == "i386":  # 32-bit elf_prstatus: pr_reg (17 u32) at 72, eip is #12
+                eip, cs = struct.unpack_from("<II", desc, 72 + 12 * 4)
+                esp = struct.unpack_from("<I", desc, 72 + 15 * 4)[0]
+                summary["prstatus"] = {"eip": eip, "cs": cs & 0xFFFF, "esp": esp}
+            elif arch == "riscv64":  # pr_reg at 112: pc, then x1..x31
+                pc, ra, sp = struct.unpack_from("<QQQ", desc, 112)
+                summary["prstatus"] = {"pc": pc, "ra": ra, "sp": sp}
             else:
                 sp, pc, pstate = struct.unpack_from("<QQQ", desc, 112 + 31 * 8)
                 summary["prstatus"] = {"sp": sp, "pc": pc, "pstate": pstate}
@@ -761,6 +1073,208 @@ def arm_candidates(
     return _dedupe(picks, lambda va: 0 <= va < (1 << 64))
 
 
+def _run_picks(runs: dict[str, list[tuple[int, int, int]]]) -> list[tuple[int, str]]:
+    """VAs to ask about for runs (start, end, large-page size or 0) grouped by label: first,
+    middle and last page (also at +0xABC), a point near the end of a large page, and the
+    pages just past and just before the run; at most 12 runs per label (first 4, 4 at
+    random, last 4)."""
+    picks: list[tuple[int, str]] = []
+    rng = random.Random(1234)
+    for lab, lruns in sorted(runs.items()):
+        chosen = (
+            lruns if len(lruns) <= 12 else [*lruns[:4], *rng.sample(lruns[4:-4], 4), *lruns[-4:]]
+        )
+        for start, end, large in chosen:
+            mid = start + ((end - start) // 2 & ~0xFFF)
+            for va in dict.fromkeys((start, mid, end - 0x1000)):
+                picks.append((va, lab))
+                picks.append((va + 0xABC, lab))
+            if large:
+                picks.append((start + large - 0xEDD, lab + " (inside large page)"))
+            picks.append((end, lab + " (just past a run)"))
+            picks.append((start - 0x1000, lab + " (just before a run)"))
+    return picks
+
+
+def _symbol_picks(vmci: dict[str, int]) -> list[tuple[int, str]]:
+    return [
+        (val, key if "kallsyms" in key else f"vmcoreinfo {key}")
+        for key, val in sorted(vmci.items())
+        if key.startswith("SYMBOL(")
+    ]
+
+
+I386_PAGE_OFFSET = 0xC0000000  # CONFIG_VMSPLIT_3G in both Debian i386 kernels
+I386_PAE_PA_MASK = (1 << 52) - 1
+
+
+def i386_candidates(
+    tlb: list[TlbEntry], regs: dict[str, int], vmci: dict[str, int], large: int
+) -> list[tuple[int, str]]:
+    """As x86_candidates, for a 32-bit guest (large pages are 4 MiB without PAE, 2 MiB with)."""
+
+    def label(e: TlbEntry) -> str:
+        if e.va < I386_PAGE_OFFSET:
+            return "user"
+        if e.va - e.pa == I386_PAGE_OFFSET:
+            return "lowmem (direct map, kernel image)"
+        if e.va >= 0xFF000000:
+            return "fixmap-or-cpu-entry-area"
+        return "vmalloc-or-pkmap"
+
+    seq: list[list[TlbEntry]] = []  # entries contiguous in VA and PA with the same flags
+    for e in tlb:
+        if seq:
+            last = seq[-1][-1]
+            step = large if last.large else 0x1000
+            if e.va == last.va + step and e.pa == last.pa + step and e.flags == last.flags:
+                seq[-1].append(e)
+                continue
+        seq.append([e])
+    runs: dict[str, list[tuple[int, int, int]]] = {}
+    for r in seq:
+        size = large if r[0].large else 0x1000
+        runs.setdefault(label(r[0]), []).append(
+            (r[0].va, r[-1].va + size, size if size > 0x1000 else 0)
+        )
+    picks = _run_picks(runs)
+    for key, lab in (
+        ("EIP", "EIP"),
+        ("ESP", "ESP"),
+        ("GS_BASE", "GS base"),
+        ("FS_BASE", "FS base"),
+        ("TR_BASE", "TR base"),
+        ("GDT_BASE", "GDT base"),
+        ("IDT_BASE", "IDT base"),
+        ("CR2", "CR2"),
+    ):
+        if key in regs:
+            picks.append((regs[key], lab))
+    picks += _symbol_picks(vmci)
+    picks += [
+        (I386_PAGE_OFFSET, "direct map base (PA 0)"),
+        (I386_PAGE_OFFSET + 0x7FFF000, "direct map, last page of 128 MiB"),
+        (I386_PAGE_OFFSET + 0x8000000, "direct map, just beyond RAM"),
+        (0x0, "null page"),
+        (0x1000, "low user page"),
+        (I386_PAGE_OFFSET - 0x1000, "top of user half"),
+        (0xFFFFF000, "last page"),
+    ]
+    return _dedupe(picks, lambda va: 0 <= va < (1 << 32))
+
+
+def riscv_regions(vmci: dict[str, int]) -> list[tuple[int, int, str]]:
+    """Kernel VA regions from riscv VMCOREINFO numbers (read from guest RAM)."""
+    n = {k[7:-1]: v for k, v in vmci.items() if k.startswith("NUMBER(")}
+    out = []
+    for lo, hi, lab in (
+        ("VMEMMAP_START", "VMEMMAP_END", "vmemmap"),
+        ("VMALLOC_START", "VMALLOC_END", "vmalloc"),
+        ("MODULES_VADDR", "MODULES_END", "modules"),
+    ):
+        if lo in n and hi in n:
+            out.append((n[lo], n[hi], lab))
+    if "KERNEL_LINK_ADDR" in n:
+        out.append((n["KERNEL_LINK_ADDR"], 1 << 64, "kernel-image"))
+    return out
+
+
+def riscv_candidates(
+    ranges: list[MemRange],
+    regs: dict[str, int],
+    vmci: dict[str, int],
+    va_bits: int,
+    user_maps: list[int],
+) -> list[tuple[int, str]]:
+    half = 1 << (va_bits - 1)
+    regions = riscv_regions(vmci)
+    page_offset = vmci.get("NUMBER(PAGE_OFFSET)")
+    ram_base = vmci.get("NUMBER(phys_ram_base)", 0x80000000)
+
+    def label(r: MemRange) -> str:
+        if r.va < half:
+            return "user"
+        if page_offset is not None and r.va - r.pa == page_offset - ram_base:
+            return "linear-map"
+        for lo, hi, lab in regions:
+            if lo <= r.va < hi:
+                return lab
+        return "other-kernel (fixmap, PCI I/O)"
+
+    runs: dict[str, list[tuple[int, int, int]]] = {}
+    for r in ranges:
+        big = 0x200000 if r.size >= 0x200000 and not (r.va | r.pa) & 0x1FFFFF else 0
+        runs.setdefault(label(r), []).append((r.va, r.va + r.size, big))
+    picks = _run_picks(runs)
+    for key in ("pc", "sp", "gp", "tp", "ra", "stvec", "sepc", "sscratch", "stval", "mepc"):
+        if regs.get(key):
+            picks.append((regs[key], key))
+    picks += _symbol_picks(vmci)
+    if page_offset is not None:
+        for mib in range(0, 136, 4):  # RAM is 128 MiB at phys_ram_base on -machine virt
+            pa = ram_base + mib * 0x100000 + 0x123
+            picks.append((page_offset + pa - ram_base, f"linear map, PA {pa:#x}"))
+    for va in user_maps:
+        picks.append((va, "user mapping from /proc/PID/maps"))
+        picks.append((va + 0x1ABC, "user mapping from /proc/PID/maps (+0x1abc)"))
+    picks += [
+        (0x0, "null page"),
+        (0x1000, "low user page"),
+        (half - 0x1000, "top of user half"),
+        (half, "first non-canonical"),
+        (-half, "bottom of kernel half"),
+        (1 << 47, "bit 47 (non-canonical below Sv57)"),
+        (1 << 38, "bit 38 (non-canonical in Sv39)"),
+        (0xDEAD000000000000, "non-canonical"),
+        (0xFFFFFFFFFFFFF000, "last page"),
+    ]
+    return _dedupe(picks, lambda va: 0 <= va < (1 << 64))
+
+
+def mem_lookup(ranges: list[MemRange], va: int, u_mode: bool = False) -> int | None:
+    """What riscv `info mem` implies gva2gpa answers for va. In U-mode QEMU 7.2's debug
+    translation refuses pages without the U bit ("Unmapped"); in S-mode it translates U
+    pages even with sstatus.SUM clear."""
+    for r in ranges:
+        if r.va <= va < r.va + r.size:
+            if u_mode and "u" not in r.attr:
+                return None
+            return r.pa + (va - r.va)
+    return None
+
+
+PAGE_CHECK_TARGET = 4000  # pages per stop; gva2gpa costs about 1 ms each through QMP
+
+
+def check_pages(
+    qmp: QMP, runs: list[tuple[int, int, int | None]], every_page: bool
+) -> dict[str, Any]:
+    """gva2gpa against what QEMU's own listing (`info tlb` / riscv `info mem`) implies, for
+    runs (va, pages, expected pa of the first page or None): every page with every_page,
+    else the first and last page of each run and every stride-th page (about
+    PAGE_CHECK_TARGET in all). What disagrees is listed (the first 20)."""
+    t0 = time.monotonic()
+    total = sum(n for _, n, _ in runs)
+    stride = 1 if every_page else max(1, -(-total // PAGE_CHECK_TARGET))
+    checked = 0
+    bad = []
+    for va, n, pa in runs:
+        for i in sorted({*range(0, n, stride), n - 1}):
+            checked += 1
+            exp = None if pa is None else pa + i * 0x1000
+            got = gva2gpa(qmp, va + i * 0x1000)
+            if got != exp:
+                bad.append({"va": va + i * 0x1000, "expected": exp, "gva2gpa": got})
+    return {
+        "pages_listed": total,
+        "stride": stride,
+        "pages_checked": checked,
+        "mismatches": len(bad),
+        "first_mismatches": bad[:20],
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+
+
 def _dedupe(picks: list[tuple[int, str]], ok: Any) -> list[tuple[int, str]]:
     seen: set[int] = set()
     out = []
@@ -773,10 +1287,11 @@ def _dedupe(picks: list[tuple[int, str]], ok: Any) -> list[tuple[int, str]]:
     return out
 
 
-def tlb_lookup(tlb: list[TlbEntry], va: int) -> int | None:
-    """What `info tlb` implies for va (4K entries exactly; large entries as 2 MiB)."""
+def tlb_lookup(tlb: list[TlbEntry], va: int, large: int = 0x200000) -> int | None:
+    """What `info tlb` implies for va (4K entries exactly; large entries as 2 MiB, or 4 MiB
+    for 32-bit paging without PAE)."""
     for e in tlb:
-        size = 0x200000 if e.large else 0x1000
+        size = large if e.large else 0x1000
         if e.va <= va < e.va + size:
             return e.pa + (va - e.va)
     return None
@@ -806,7 +1321,13 @@ class Boot:
         self.sockdir = Path(tempfile.mkdtemp(prefix="pw-q-"))  # short path: sun_path limit
         self.console = workdir / "console.log"
         self.initrd = workdir / "initramfs.cpio.gz"
-        self.initrd.write_bytes(build_initramfs(files.busybox, files.fw_cfg_ko))
+        self.initrd.write_bytes(
+            build_initramfs(
+                files.busybox,
+                files.fw_cfg_ko if prof.vmcoreinfo_device else None,
+                init_script(EXTRA_KSYMS.get(prof.arch, "")),
+            )
+        )
         self.cmd = [
             prof.qemu_binary,
             *prof.machine,
@@ -826,8 +1347,7 @@ class Boot:
             str(self.initrd),
             "-append",
             prof.append,
-            "-device",
-            "vmcoreinfo",
+            *(["-device", "vmcoreinfo"] if prof.vmcoreinfo_device else []),
             "-serial",
             f"file:{self.console}",
             "-monitor",
@@ -835,10 +1355,12 @@ class Boot:
             "-qmp",
             f"unix:{self.sockdir / 'qmp'},server=on,wait=off",
         ]
-        if prof.arch == "aarch64":
+        if prof.arch in ("aarch64", "riscv64"):  # system registers / riscv privilege level
             self.cmd += ["-gdb", f"unix:{self.sockdir / 'gdb'},server=on,wait=off"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.gdb: GdbStub | None = None
+        self.vmci_ram: dict[str, int] = {}  # NEW_ARCHES: VMCOREINFO read from guest RAM
+        self.every_page = False  # NEW_ARCHES: gva2gpa for every listed page, not a sample
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -891,13 +1413,24 @@ class Boot:
         for n in range(1, tries + 1):
             qmp.execute("stop")
             text = qmp.hmp("info registers")
-            if self.prof.arch == "x86_64":
+            if self.prof.arch in ("x86_64", "i386"):
                 level = parse_x86_registers(text).get("CPL", -1)
                 user = level == 3
+                kernel = not user
+            elif self.prof.arch == "riscv64":
+                # `info registers` has no privilege level; the gdbstub's virtual `priv` does.
+                assert self.gdb is not None
+                priv = self.gdb.read("priv")
+                level = -1 if priv is None else priv
+                user = level == 0
+                kernel = level == 1  # S-mode, not OpenSBI's M-mode (no translation there)
             else:
                 level = parse_arm_registers(text).get("EL", -1)
                 user = level == 0
-            if user == want_user and (user or probe is None or gva2gpa(qmp, probe) is not None):
+                kernel = not user
+            if (user if want_user else kernel) and (
+                user or probe is None or gva2gpa(qmp, probe) is not None
+            ):
                 return text, n
             qmp.execute("cont")
             if self.left() < 0:
@@ -939,7 +1472,75 @@ def capture(
     core_info = summarize_core(core, prof.arch)
     vmci = vmcoreinfo_values(core_info.get("vmcoreinfo", ""))
     info: dict[str, Any] = {"mode": mode, "dump_seconds": round(t_dump, 2)}
-    if prof.arch == "x86_64":
+    large = 0x200000
+    ranges: list[MemRange] = []
+    if prof.arch in NEW_ARCHES:
+        info["elf"] = core_info["elf"]
+        vmci = {**boot.vmci_ram, **vmci}
+    if prof.arch == "i386":
+        regs = parse_x86_registers(regs_text)
+        pae = bool(regs["CR4"] & (1 << 5))
+        large = 0x200000 if pae else 0x400000
+        (out / "info_mem.txt").write_text(qmp.hmp("info mem"))
+        tlb_text = qmp.hmp("info tlb")
+        (out / "info_tlb.txt").write_text(tlb_text)
+        # With PAE, QEMU's `info tlb` prints `pte & ~0xfff` (2M: `& ~0xfffff`), so the PA
+        # column keeps bit 63 (XD) and the other high bits; the PA is bits 51:12.
+        raw_tlb = parse_info_tlb(tlb_text)
+        tlb = [TlbEntry(e.va, e.pa & I386_PAE_PA_MASK, e.flags) for e in raw_tlb]
+        cands = i386_candidates(tlb, regs, {**vmci, **_ksym_keys(ksyms)}, large)
+        ident = {"cr3": regs["CR3"]}
+        info.update(
+            cr0=regs["CR0"],
+            cr3=regs["CR3"],
+            cr4=regs["CR4"],
+            efer=regs.get("EFER"),
+            cpl=regs["CPL"],
+            cs=regs.get("CS_SEL"),
+            pae=pae,
+            pse=bool(regs["CR4"] & (1 << 4)),
+            cr3_page_aligned=regs["CR3"] & 0xFFF == 0,
+            info_tlb_entries=len(tlb),
+            info_tlb_pa_column_with_bit63=sum(e.pa >> 63 for e in raw_tlb),
+        )
+        if pae:
+            info["pdptes"] = pae_pdptes(qmp, core, regs["CR3"])
+        qs = core_info.get("qemu_cpu_state", {})
+        info["elf_note_cr3_matches"] = qs.get("cr3") == regs["CR3"]
+        info["elf_note_eip_matches"] = core_info.get("prstatus", {}).get("eip") == regs.get("EIP")
+    elif prof.arch == "riscv64":
+        regs = parse_riscv_registers(regs_text)
+        assert boot.gdb is not None
+        csrs = boot.gdb.riscv_csrs()
+        (out / "sysregs.json").write_text(
+            json.dumps({k: f"{v:#018x}" for k, v in csrs.items()}, indent=1) + "\n"
+        )
+        satp = decode_satp(regs["satp"])
+        mem_text = qmp.hmp("info mem")
+        (out / "info_mem.txt").write_text(mem_text)
+        ranges = parse_riscv_info_mem(mem_text)
+        tlb = []
+        cands = riscv_candidates(
+            ranges,
+            {**regs, **csrs},
+            {**vmci, **_ksym_keys(ksyms)},
+            satp["va_bits"],
+            [start for start, _, _ in user_maps] if mode == "user" else [],
+        )
+        ident = {"satp": regs["satp"]}
+        info.update(
+            priv=csrs.get("priv"),
+            pc=regs.get("pc"),
+            satp=regs["satp"],
+            satp_decoded=satp,
+            satp_gdb_matches=csrs.get("satp") == regs["satp"],
+            sstatus=csrs.get("sstatus"),
+            info_mem_lines=len(ranges),
+            info_mem_bytes=sum(r.size for r in ranges),
+        )
+        pr = core_info.get("prstatus", {})
+        info["elf_note_pc_matches"] = pr.get("pc") == regs.get("pc")
+    elif prof.arch == "x86_64":
         regs = parse_x86_registers(regs_text)
         la57 = bool(regs["CR4"] & (1 << 12))
         (out / "info_mem.txt").write_text(qmp.hmp("info mem"))
@@ -992,9 +1593,25 @@ def capture(
         pa = gva2gpa(qmp, va)
         answers.append({**ident, "va": va, "pa": pa, "label": lab})
         if tlb:
-            exp = tlb_lookup(tlb, va)
+            exp = tlb_lookup(tlb, va, large)
             if exp != pa and not (exp is None and "inside large page" in lab):
                 mismatches += 1
+        elif ranges and mem_lookup(ranges, va, mode == "user") != pa:
+            mismatches += 1
+    if prof.arch == "riscv64":
+        info["gva2gpa_vs_info_mem_mismatches"] = mismatches
+    if prof.arch in NEW_ARCHES:
+        # The pages QEMU's own listing says are mapped, through QEMU's real MMU code.
+        if prof.arch == "i386":
+            runs: list[tuple[int, int, int | None]] = [
+                (e.va, (large if e.large else 0x1000) >> 12, e.pa) for e in tlb
+            ]
+        else:
+            runs = [
+                (r.va, r.size >> 12, None if mode == "user" and "u" not in r.attr else r.pa)
+                for r in ranges
+            ]
+        info["gva2gpa_page_check"] = check_pages(qmp, runs, boot.every_page)
     if mode == "user":
         found = find_user_marker(qmp, core, user_maps)
         info["user_marker_pages"] = [{"va": va, "pa": pa} for va, pa in found]
@@ -1018,19 +1635,56 @@ def capture(
     return info
 
 
+PAE_PDPTE_RESERVED = 0x1E6  # bits 2:1 and 8:5 (SDM "Format of a PAE PDPTE"); 5 is A elsewhere
+
+
+def pae_pdptes(qmp: QMP, core: Path, cr3: int) -> list[dict[str, Any]]:
+    """The 4 PDPTEs at CR3 (bits 31:5), as QEMU's `xp` and the core's bytes show them."""
+    base = cr3 & 0xFFFFFFE0
+    xp = [int(v, 16) for v in re.findall(r"0x([0-9a-f]{16})", qmp.hmp(f"xp /4gx {base:#x}"))]
+    raw = read_phys(core, base, 32)
+    out = []
+    for i in range(4):
+        v = struct.unpack_from("<Q", raw, 8 * i)[0] if raw is not None else None
+        out.append(
+            {
+                "index": i,
+                "pa": base + 8 * i,
+                "core": v,
+                "xp": xp[i] if i < len(xp) else None,
+                "present": None if v is None else bool(v & 1),
+                "accessed_bit5": None if v is None else bool(v & 0x20),
+                "reserved_low_bits": None if v is None else v & PAE_PDPTE_RESERVED,
+                "bits_above_35": None if v is None else v >> 36,
+                "table_pa": None if v is None else v & 0xFFFFFFFFF000,
+            }
+        )
+    return out
+
+
+def read_vmcoreinfo_ram(qmp: QMP, console: str, tmpdir: Path) -> str | None:
+    """The guest's VMCOREINFO note, read from guest RAM with QEMU's `pmemsave` at the physical
+    address /sys/kernel/vmcoreinfo gives ("PA SIZE", both hex). It is there whether or not the
+    machine has -device vmcoreinfo (QEMU 7.2's riscv virt machine cannot have it)."""
+    m = re.search(r"PAGEWALK vmcoreinfo (?:0x)?([0-9a-f]+) ([0-9a-f]+)", console)
+    if not m:
+        return None
+    pa, size = int(m.group(1), 16), int(m.group(2), 16)
+    dest = tmpdir / "vmcoreinfo.bin"
+    qmp.execute("pmemsave", {"val": pa, "size": size, "filename": str(dest)})
+    if not dest.exists():
+        return None
+    for name, _t, desc in parse_notes(dest.read_bytes()):
+        if name == "VMCOREINFO":
+            return desc.rstrip(b"\0").decode(errors="replace")
+    return None
+
+
 def read_phys(core: Path, pa: int, size: int) -> bytes | None:
     """Bytes at a guest-physical address, from the PT_LOAD segments of a QEMU ELF core."""
-    with core.open("rb") as f:
-        eh = f.read(64)
-        phoff = struct.unpack_from("<Q", eh, 32)[0]
-        phentsize, phnum = struct.unpack_from("<HH", eh, 54)
-        f.seek(phoff)
-        phdrs = f.read(phentsize * phnum)
-        for i in range(phnum):
-            p_type, _fl, off, _va, p_pa, filesz = struct.unpack_from(
-                "<IIQQQQ", phdrs, i * phentsize
-            )
-            if p_type == 1 and p_pa <= pa and pa + size <= p_pa + filesz:
+    for p_type, off, _va, p_pa, filesz, _memsz in elf_core(core).phdrs:
+        if p_type == 1 and p_pa <= pa and pa + size <= p_pa + filesz:
+            with core.open("rb") as f:
                 f.seek(off + pa - p_pa)
                 return f.read(size)
     return None
@@ -1051,7 +1705,7 @@ def find_user_marker(
         for va in range(start, end, 0x1000):
             pa = gva2gpa(qmp, va)
             page = read_phys(core, pa, 0x1000) if pa is not None else None
-            if page is not None and USER_MARKER.encode() in page:
+            if pa is not None and page is not None and USER_MARKER.encode() in page:
                 found.append((va, pa))
     return found
 
@@ -1073,7 +1727,9 @@ def first_line(cmd: list[str]) -> str:
     return (r.stdout or r.stderr).splitlines()[0] if (r.stdout or r.stderr) else ""
 
 
-def make_profile(prof: Profile, cache: Path, apt: Apt, timeout: float) -> dict[str, Any]:
+def make_profile(
+    prof: Profile, cache: Path, apt: Apt, timeout: float, every_page: bool = False
+) -> dict[str, Any]:
     t_start = time.monotonic()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     host = apt.ensure_installed([prof.qemu_package])
@@ -1088,6 +1744,7 @@ def make_profile(prof: Profile, cache: Path, apt: Apt, timeout: float) -> dict[s
         shutil.rmtree(work)
     work.mkdir(parents=True)
     boot = Boot(prof, files, work, timeout)
+    boot.every_page = every_page
     log(f"{prof.name}: booting {files.kernel_pkg} ({prof.note})")
     log("  " + " ".join(boot.cmd))
     meta: dict[str, Any] = {}
@@ -1104,10 +1761,19 @@ def make_profile(prof: Profile, cache: Path, apt: Apt, timeout: float) -> dict[s
             for m in (re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", x) for x in maps)
             if m
         ]
-        if prof.arch == "aarch64":
+        if prof.arch in ("aarch64", "riscv64"):
             qmp.execute("stop")
-            boot.gdb = GdbStub(connect_unix(boot.sockdir / "gdb", boot.deadline, boot.proc))
+            assert boot.proc is not None
+            boot.gdb = GdbStub(
+                connect_unix(boot.sockdir / "gdb", boot.deadline, boot.proc), prof.arch
+            )
             qmp.execute("cont")
+        vmci_ram_text = None
+        if prof.arch in NEW_ARCHES:
+            vmci_ram_text = read_vmcoreinfo_ram(qmp, console, boot.sockdir)
+            if vmci_ram_text is not None:
+                (work / "vmcoreinfo_ram.txt").write_text(vmci_ram_text)
+                boot.vmci_ram = vmcoreinfo_values(vmci_ram_text)
         ksyms = {
             m.group(3): int(m.group(1), 16)
             for m in re.finditer(r"PAGEWALK ksym ([0-9a-f]+) (\w) (\w+)", console)
@@ -1115,6 +1781,21 @@ def make_profile(prof: Profile, cache: Path, apt: Apt, timeout: float) -> dict[s
         # A kernel symbol that the KPTI user tables do not map (arm64 has no KALLSYMS_ALL, so
         # only text symbols are listed there; its trampoline tables do not map _stext).
         probe = next((ksyms[k] for k in PROBE_SYMS if ksyms.get(k)), None)
+        if prof.arch in NEW_ARCHES:
+            # i386 has no KALLSYMS_ALL either, and its PTI user tables may map text: take a
+            # data symbol from VMCOREINFO first.
+            probe = next(
+                (
+                    v
+                    for v in (
+                        *(ksyms.get(k) for k in PROBE_SYMS[:4]),
+                        boot.vmci_ram.get("SYMBOL(swapper_pg_dir)"),
+                        ksyms.get("_stext"),
+                    )
+                    if v
+                ),
+                None,
+            )
         t1 = time.monotonic()
         k_text, k_tries = boot.catch(qmp, want_user=False, probe=probe)
         layout = read_layout(qmp, ksyms) if prof.arch == "x86_64" else {}
@@ -1165,9 +1846,29 @@ def make_profile(prof: Profile, cache: Path, apt: Apt, timeout: float) -> dict[s
                 "captures": round(t_capture, 1),
             },
         }
-        if prof.arch == "x86_64" and user is not None:
+        if prof.arch in ("x86_64", "i386") and user is not None:
             meta["user_cr3_equals_kernel_cr3"] = user["cr3"] == kernel["cr3"]
             meta["user_cr3_is_kernel_cr3_with_bit12"] = user["cr3"] == kernel["cr3"] | 0x1000
+        if prof.arch in NEW_ARCHES:
+            meta["vmcoreinfo_in_core"] = any(
+                n["name"] == "VMCOREINFO" for n in kernel["core"]["notes"]
+            )
+            meta["vmcoreinfo_in_ram"] = vmci_ram_text is not None
+            meta["debian_suite"] = prof.suite
+            m = re.search(r"PAGEWALK vmcoreinfo (?:0x)?([0-9a-f]+) ([0-9a-f]+)", console)
+            if m:
+                meta["vmcoreinfo_note_pa"] = int(m.group(1), 16)
+                meta["vmcoreinfo_note_size"] = int(m.group(2), 16)
+            meta["vmcoreinfo_ram_values"] = {
+                k: f"{v:#x}"
+                for k, v in boot.vmci_ram.items()
+                if k.startswith(("SYMBOL(", "NUMBER(", "KERNELOFFSET"))
+            }
+            fw = re.search(r"OpenSBI v[\d.]+", console)
+            if fw:
+                meta["firmware"] = fw.group(0)
+        if prof.arch == "riscv64" and user is not None:
+            meta["user_satp_equals_kernel_satp"] = user["satp"] == kernel["satp"]
     if prof.arch == "aarch64" and meta["user"] is not None:
         k1, u1 = meta["kernel"]["ttbr1_el1"], meta["user"]["ttbr1_el1"]
         mask = (1 << 48) - 2  # BADDR, CnP bit 0 left out
@@ -1196,14 +1897,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--profile",
         action="append",
-        choices=sorted(PROFILES),
-        help=f"profile(s) to make (default: {', '.join(DEFAULT_PROFILES)}; "
-        "aarch64 is then optional: its failure is reported but not fatal)",
+        choices=list(PROFILES),
+        help=f"profile(s) to make (default: {', '.join(DEFAULT_PROFILES)}; in the default "
+        f"set {', '.join(sorted(OPTIONAL_PROFILES))} are optional: their failure is reported "
+        "but not fatal; a profile named here is required)",
+    )
+    ap.add_argument(
+        "--all",
+        action="store_true",
+        help=f"every profile: {', '.join(PROFILES)} (each one asked for is required)",
     )
     ap.add_argument("--no-install", action="store_true", help="never run apt-get")
+    ap.add_argument(
+        "--every-page",
+        action="store_true",
+        help="riscv64/i386: check gva2gpa for every page QEMU lists as mapped (about 1 ms a "
+        f"page: minutes per stop), not about {PAGE_CHECK_TARGET} of them",
+    )
     args = ap.parse_args(argv)
-    names = args.profile or DEFAULT_PROFILES
-    optional = OPTIONAL_PROFILES if not args.profile else set()
+    names = list(PROFILES) if args.all else (args.profile or DEFAULT_PROFILES)
+    optional = OPTIONAL_PROFILES if not (args.profile or args.all) else set()
     cache: Path = args.cache_dir
     cache.mkdir(parents=True, exist_ok=True)
     apt = Apt(allow_install=not args.no_install)
@@ -1215,7 +1928,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name}: cached in {final} (use --force to boot again)")
             continue
         try:
-            meta = make_profile(prof, cache, apt, args.timeout)
+            meta = make_profile(prof, cache, apt, args.timeout, args.every_page)
         except (RefError, OSError, subprocess.SubprocessError) as e:
             msg = f"{name}: FAILED: {e}"
             log(msg)
@@ -1226,7 +1939,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(FileNotFoundError):
             (cache / f"{name}.FAILED.txt").unlink()
         k, u = meta["kernel"], meta["user"]
-        key = "cr3" if prof.arch == "x86_64" else "ttbr1_el1"
+        key = {"x86_64": "cr3", "i386": "cr3", "riscv64": "satp"}.get(prof.arch, "ttbr1_el1")
         log(
             f"{name}: done in {meta['seconds']['total']} s -> {final}; kernel {key}="
             f"{k[key]:#x}; user stop: "
