@@ -515,11 +515,17 @@ def test_bad_vmcoreinfo(tmp_path: Path, info: str, match: str) -> None:
 
 
 def test_unknown_machine_asks_for_a_mode(tmp_path: Path) -> None:
-    """A core of a machine without register notes pagewalk reads (RISC-V): give the mode."""
+    """A core of a machine pagewalk has no registers for (PowerPC 64): give the mode.
+
+    A RISC-V core (no satp in QEMU's notes) with nothing that names a root asks for --satp.
+    """
     mem, root = tables(0)
-    path = write(tmp_path, elf([(PT_LOAD, 0, 0, len(mem), len(mem))], mem, machine=243))
+    path = write(tmp_path, elf([(PT_LOAD, 0, 0, len(mem), len(mem))], mem, machine=21))
     run = pagewalk("maps", path, timeout=30)
     assert run.returncode == 2 and "give --mode" in run.stderr, run.stderr
+    riscv = write(tmp_path, elf([(PT_LOAD, 0, 0, len(mem), len(mem))], mem, machine=243))
+    run = pagewalk("maps", riscv, timeout=30)
+    assert run.returncode == 2 and "give --satp" in run.stderr, run.stderr
     run = pagewalk("maps", path, "--mode", "x86_64", "--root", hex(root), "--json", timeout=30)
     assert run.returncode == 0, run.stderr
 

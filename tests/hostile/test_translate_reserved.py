@@ -5,8 +5,10 @@ entry of the walk, and checks the fault the manuals give, at the level of that e
 
 - x86 (Intel SDM vol. 3A §4.3-4.5, tables 4-4 to 4-20; #PF error code §4.7): bits 51:MAXPHYADDR
   of a PTE or a table entry, bits 20:13 of a 2 MiB PDE and 29:13 of a 1 GiB PDPTE, PS in a
-  PML4E/PML5E (and in a PDPTE without Page1GB), XD while EFER.NXE=0, PAE PDPTE bits 2:1 and 8:5,
-  PAE bits 62:MAXPHYADDR, bit 21 and bits 20:(M-19) of a 32-bit 4 MiB PDE. Kind ``reserved``;
+  PML4E/PML5E (and in a PDPTE without Page1GB), XD while EFER.NXE=0, PAE PDPTE bits 2:1 and 8:5
+  (only in a strict mode: by default they are accepted as QEMU's walker does, see
+  tests/inspect/test_pae_pdpte.py), PAE PDPTE bits 63:MAXPHYADDR, PAE bits 62:MAXPHYADDR,
+  bit 21 and bits 20:(M-19) of a 32-bit 4 MiB PDE. Kind ``reserved``;
   the #PF error code has P and RSVD (bit 3) set.
 - AArch64 (Arm ARM D8.3): a level-3 descriptor of type 0b01, a block where the granule allows
   none (L0 with 4K, L1 with 16K), output or table addresses above the IPS size. Kinds
@@ -81,6 +83,7 @@ X86 = {
     "x86_64-nonxe": lambda: make_mode("x86_64", efer=EFER_LME),
     "x86_64-no1g": lambda: make_mode("x86_64", pdpe1gb=False),
     "pae-m40": lambda: make_mode("pae", maxphyaddr=40),
+    "pae-m40-strict": lambda: make_mode("pae", maxphyaddr=40, strict=True),
     "pae-nonxe": lambda: make_mode("pae", efer=0),
     "x86-m36": lambda: make_mode("x86", maxphyaddr=36),
     "x86-m40": lambda: make_mode("x86", maxphyaddr=40),
@@ -120,11 +123,13 @@ CASES = [
     Case("xd-pml4e-nonxe", X86["x86_64-nonxe"], K4, 4, bit(63), "reserved"),
     Case("pdpte-ps-no1g", X86["x86_64-no1g"], M2, 3, bit(7), "reserved"),
     # PAE
-    Case("pae-pdpte-bit1", X86["pae-m40"], K4, 3, bit(1), "reserved"),
-    Case("pae-pdpte-bit2", X86["pae-m40"], K4, 3, bit(2), "reserved"),
-    Case("pae-pdpte-bit5", X86["pae-m40"], K4, 3, bit(5), "reserved"),
-    Case("pae-pdpte-bit8", X86["pae-m40"], K4, 3, bit(8), "reserved"),
+    Case("pae-pdpte-bit1", X86["pae-m40-strict"], K4, 3, bit(1), "reserved"),
+    Case("pae-pdpte-bit2", X86["pae-m40-strict"], K4, 3, bit(2), "reserved"),
+    Case("pae-pdpte-bit5", X86["pae-m40-strict"], K4, 3, bit(5), "reserved"),
+    Case("pae-pdpte-bit8", X86["pae-m40-strict"], K4, 3, bit(8), "reserved"),
     Case("pae-pdpte-bit63", X86["pae-m40"], K4, 3, bit(63), "reserved"),
+    Case("pae-pdpte-bit40", X86["pae-m40"], K4, 3, bit(40), "reserved"),
+    Case("pae-pdpte-bit63-strict", X86["pae-m40-strict"], K4, 3, bit(63), "reserved"),
     Case("pae-pte-bit62", X86["pae-m40"], K4, 1, bit(62), "reserved"),
     Case("pae-pte-bit40", X86["pae-m40"], K4, 1, bit(40), "reserved"),
     Case("pae-pde-2m-bit14", X86["pae-m40"], M2, 2, bit(14), "reserved"),

@@ -12,12 +12,12 @@ profile is compared with ``info tlb`` and ``gva2gpa`` only.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from qemu_captures import capture as _capture
+from qemu_captures import lines
 
 from pagewalk.cli.machine import Machine, load_machine
 from pagewalk.formats import Perm
@@ -28,29 +28,12 @@ from pagewalk.walk import walk
 pytestmark = pytest.mark.qemu
 
 
-def cache_dir() -> Path:
-    env = os.environ.get("PAGEWALK_CACHE")
-    return Path(env).expanduser() if env else Path("~/.cache/pagewalk/qemu-ref").expanduser()
-
-
 def capture(profile: str, sub: str = "") -> Path:
-    """The directory of one capture; skip without QEMU, fail if QEMU is there but no capture."""
     binary = "qemu-system-aarch64" if profile == "aarch64" else "qemu-system-x86_64"
-    path = cache_dir() / profile / sub
-    if not (path / "vmcore.elf").exists():
-        if shutil.which(binary) is None:
-            pytest.skip(f"{binary} is not installed")
-        if profile == "aarch64" or sub:
-            pytest.skip(f"no {profile}/{sub} capture (optional; see scripts/qemu_reference.py)")
-        pytest.fail(f"no capture at {path}: run `python scripts/qemu_reference.py` first")
-    return path
+    return _capture(profile, sub, binary)
 
 
 X86 = [("x86_64", ""), ("x86_64", "user"), ("x86_64-la57", ""), ("x86_64-la57", "user")]
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines()
 
 
 @pytest.mark.parametrize(("profile", "sub"), X86)

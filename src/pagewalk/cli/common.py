@@ -16,6 +16,7 @@ from pagewalk.cli.machine import Machine, given_cpu, load_machine
 
 _MACHINE_KEYS = (
     "mode", "root", "ttbr0", "ttbr1", "tcr", "mair", "cr0", "cr4", "efer", "maxphyaddr",
+    "strict", "satp",
 )  # fmt: skip
 
 

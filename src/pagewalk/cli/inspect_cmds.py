@@ -50,7 +50,7 @@ from pagewalk.inspect import diff as diff_mod
 from pagewalk.inspect import lint as lint_mod
 from pagewalk.inspect.filters import Filter, parse_perm, parse_sizes
 from pagewalk.inspect.mappings import EnumStats, Mapping, PartialTable, count_runs, mappings
-from pagewalk.inspect.qemu import info_mem, info_tlb
+from pagewalk.inspect.qemu import info_mem, info_tlb, needs_raw_attrs
 from pagewalk.inspect.roots import find_roots
 from pagewalk.inspect.stats import stats as stats_of
 from pagewalk.memory.dump import FileMemory
@@ -211,12 +211,13 @@ def maps(
     streams; one of more than --max-mappings ranges is refused before anything is printed.
     """
     machine = machine_from(image, kwargs)
+    noted = _root_note(machine)
     fmt = "json" if as_json else fmt
     filt = _filter(perm, phys, sizes)
     va_range = _window(va_range, "--range", "VA")
     limit = _limit(max_mappings)
     stats = EnumStats()
-    raw = fmt == "qemu-info-tlb"
+    raw = needs_raw_attrs(fmt, machine.mode)
     if has is not None:
         rows: Iterator[Mapping] = iter(_containing(machine, has, filt, stats, raw, limit))
     else:
@@ -225,6 +226,15 @@ def maps(
             va_range=va_range, stats=stats, filt=filt, raw_attrs=raw, limit=limit,
         )  # fmt: skip
         rows = _primed(_progress_rows(machine, found))
+    listed = 0
+
+    def counted(items: Iterator[Mapping]) -> Iterator[Mapping]:
+        nonlocal listed
+        for item in items:
+            listed += 1
+            yield item
+
+    rows = counted(rows)
     if fmt == "json":
         write_json_list(m.to_json() for m in rows)
     elif fmt in ("qemu-info-mem", "qemu-info-tlb", "ptdump"):
@@ -234,6 +244,21 @@ def maps(
     else:
         _print_maps(machine, rows, stats)
     _warn(stats.partial.values())
+    if noted and not listed:
+        click.echo("maps: nothing listed, for the reason noted above (exit 1)", err=True)
+        raise click.exceptions.Exit(1)
+
+
+def _root_note(machine: Machine) -> bool:
+    """Refuse an unusable root (exit 2, naming the entry and the reason); say on stderr when
+    its table is empty or partly faulting, and return whether it was said."""
+    problem = lint_mod.root_problem(machine.mem, machine.mode, machine.roots)
+    if problem is None:
+        return False
+    if problem.unusable:
+        raise ConfigError(f"{machine.source}: {problem.message}")
+    click.echo(f"note: {problem.message}", err=True)
+    return True
 
 
 def _containing(

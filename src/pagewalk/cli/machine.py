@@ -30,8 +30,10 @@ import click
 
 from pagewalk.errors import ConfigError, DumpError, PhysicalMemoryError, hx
 from pagewalk.formats import MODE_NAMES, PagingMode, make_mode
+from pagewalk.formats.riscv import decode_satp
 from pagewalk.identity import check_pair
 from pagewalk.image import array, mode_name, number, registers, shown, table, value_error
+from pagewalk.inspect.roots import riscv_root
 from pagewalk.memory.dump import (
     FileMemory,
     Memory,
@@ -134,10 +136,23 @@ def machine_options(func: F) -> F:
             "--tcr", type=INT, help="TCR_EL1 (AArch64 only; default 4K granules, 48-bit)."
         ),
         click.option("--mair", type=INT, help="MAIR_EL1 (AArch64 only)."),
+        click.option(
+            "--satp",
+            type=INT,
+            help="satp as written (RISC-V only): sets the mode (MODE) and root (PPN); "
+            "default for a RISC-V core: Linux's swapper_pg_dir, found in the dump.",
+        ),
         click.option("--cr0", type=INT, help="CR0 (x86 only; default PG|WP|PE)."),
         click.option("--cr4", type=INT, help="CR4 (x86 only; default PSE, plus PAE/LA57 by mode)."),
         click.option("--efer", type=INT, help="IA32_EFER (x86 only; default LME|NXE)."),
         click.option("--maxphyaddr", type=INT, help="MAXPHYADDR (x86 only; default 52)."),
+        click.option(
+            "--strict",
+            is_flag=True,
+            default=None,
+            help="x86 only: PAE PDPTE bits 2:1 and 8:5 are reserved, as the manual says "
+            "(default: accepted, as QEMU's walker does, which sets bit 5 there).",
+        ),
         click.option(
             "--cpu",
             type=click.IntRange(min=0),
@@ -185,23 +200,57 @@ def load_machine(image: str, opts: dict[str, Any], cpu: int | None = None) -> Ma
     saved_regs = dict(opened.saved.get("registers", {}))
     saved_mode = saved_regs.pop("mode", None) or opened.saved.get("mode")
     stored_roots: dict[str, int] = opened.saved.get("roots", {})
-    name = str(given.pop("mode", None) or saved_mode or "").lower()
-    if not name:
+    name = str(given.get("mode") or saved_mode or "").lower()
+    if not name and not _is_riscv_core(opened) and "satp" not in given:
         hint = " ".join(opened.why)
         raise ConfigError(
             f"give --mode for {image} (one of: {', '.join(MODE_NAMES)})"
             + (f"; {hint}" if hint else "")
         )
-    why = list(opened.why)
+    why = list(opened.why) + _riscv_root(opened, given)
+    name = str(given.pop("mode", None) or name).lower()
     if saved_mode is not None and _FAMILIES.get(name) != _FAMILIES.get(saved_mode):
         saved_regs, stored_roots = {}, {}
         why.append(f"--mode {name}: the image's {saved_mode} registers and roots do not apply")
     _refuse_foreign(name, given)
+    strict = bool(given.pop("strict", False))
     regs = {**saved_regs, **{k: parse_int(v, f"--{k}") for k, v in given.items()}}
-    mode = make_mode(name, **_mode_kwargs(regs))
+    mode = make_mode(name, **_mode_kwargs(regs), strict=strict)
     roots = _roots(mode, regs, stored_roots)
     _check_roots(opened.mem, mode, roots, image)
     return Machine(opened.mem, mode, roots, image, why, opened.core)
+
+
+def _is_riscv_core(opened: Opened) -> bool:
+    return opened.core is not None and opened.core.arch == "riscv"
+
+
+def _riscv_root(opened: Opened, given: dict[str, Any]) -> list[str]:
+    """Turn ``--satp`` into mode and root in ``given``; for a RISC-V core given neither, find
+    the root in the dump (:func:`~pagewalk.inspect.roots.riscv_root`). Returns why."""
+    mode = str(given.get("mode") or "").lower()
+    if mode and _FAMILIES.get(mode) != "riscv":
+        if "satp" in given:
+            raise ConfigError(f"mode {mode} does not take --satp (RISC-V only): give --root")
+        return []
+    if "satp" in given:
+        if "root" in given:
+            raise ConfigError("give --satp or --root, not both: satp's PPN is the root")
+        core_xlen = opened.core.elf_class if opened.core and _is_riscv_core(opened) else None
+        xlen = {"": core_xlen, "sv32": 32}.get(mode, 64)
+        satp = decode_satp(parse_int(given.pop("satp"), "--satp"), xlen)
+        if mode and mode != satp.mode:
+            raise ConfigError(
+                f"--mode {mode} disagrees with --satp {hx(satp.value)}, whose MODE selects "
+                f"{satp.mode}: give one of them"
+            )
+        given["mode"], given["root"] = satp.mode, satp.root
+        return [f"--satp: {satp.describe()}"]
+    if not _is_riscv_core(opened) or "root" in given:
+        return []
+    found = riscv_root(opened.mem, mode or None)
+    given["mode"], given["root"] = found.mode, found.root
+    return [found.why]
 
 
 def _refuse_foreign(name: str, given: dict[str, Any]) -> None:

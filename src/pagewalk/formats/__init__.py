@@ -47,11 +47,13 @@ def make_mode(
     tcr: int | None = None,
     mair: int | None = None,
     svpbmt: bool = False,
+    strict: bool = False,
 ) -> PagingMode:
     """Build a configured mode by name.
 
     Options that do not apply to the chosen mode are refused, so a typo in a script (a TCR for
-    an x86 image, say) is reported instead of silently ignored.
+    an x86 image, say) is reported instead of silently ignored. ``strict`` (x86 only) makes PAE
+    PDPTE bits 2:1 and 8:5 reserved, as the manual says, instead of accepted as QEMU does.
 
     Raises:
         ConfigError: for an unknown name or an option the mode does not take.
@@ -69,6 +71,11 @@ def make_mode(
             maxphyaddr=52 if maxphyaddr is None else maxphyaddr,
             pdpe1gb=pdpe1gb,
             pat=PAT_RESET if pat is None else pat,
+            strict=strict,
+        )
+    if strict:
+        raise ConfigError(
+            f"mode {name} does not take --strict (x86 only: PAE PDPTE bits 2:1 and 8:5)"
         )
     if name == "aarch64":
         _refuse(name, x86_opts)

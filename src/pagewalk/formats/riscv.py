@@ -7,9 +7,16 @@ misaligned superpage (nonzero low PPN fields) is a page fault; for non-leaf PTEs
 bits are reserved for future standard use, so a walk faults on them; in Sv39/48/57 bits 63:54 are
 reserved unless Svpbmt (bits 62:61, PBMT) or Svnapot (bit 63, N) is implemented, and a VA must
 sign-extend its top bit. Every fault is a page fault (load, store/AMO or instruction).
+
+:func:`decode_satp` reads the satp register as written (spec section "Supervisor Address
+Translation and Protection (satp) Register"): RV32 MODE is bit 31, ASID bits 30:22, PPN bits
+21:0; RV64 MODE is bits 63:60 (8 Sv39, 9 Sv48, 10 Sv57; 0 Bare; the rest reserved or Sv64,
+which no implementation has), ASID bits 59:44, PPN bits 43:0.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,6 +47,7 @@ D = 1 << 7
 
 _LEVELS = {"sv32": 2, "sv39": 3, "sv48": 4, "sv57": 5}
 _SATP_MODE = {"sv32": 1, "sv39": 8, "sv48": 9, "sv57": 10}
+_SATP64_MODES = {8: "sv39", 9: "sv48", 10: "sv57"}
 _PBMT = {MemType.NORMAL: 0, MemType.WRITE_COMBINING: 1, MemType.DEVICE: 2}
 
 
@@ -218,3 +226,48 @@ class RiscVMode(PagingMode):
 
     def registers(self) -> dict[str, int]:
         return {"svpbmt": int(self.svpbmt)}
+
+
+@dataclass(frozen=True)
+class Satp:
+    """A decoded satp value: the mode it selects, its ASID and the root table's PA."""
+
+    value: int
+    mode: str
+    asid: int
+    root: int
+
+    def describe(self) -> str:
+        """``satp=0x... (Sv39, ASID 0x0c, root 0x83085000)``."""
+        return (
+            f"satp={hx(self.value)} ({self.mode.capitalize()}, ASID {hx(self.asid)}, "
+            f"root {hx(self.root)})"
+        )
+
+
+def decode_satp(value: int, xlen: int | None = None) -> Satp:
+    """Decode satp as the register is written; ``xlen`` 32 or 64 (None: 32 when the value fits
+    in 32 bits and sets bit 31, else 64).
+
+    Raises:
+        ConfigError: a value wider than the register, or a MODE that is Bare (no translation),
+            reserved or not implemented (Sv64).
+    """
+    if xlen is None:
+        xlen = 32 if value >> 31 == 1 else 64
+    if xlen == 32:
+        if value >> 32:
+            raise ConfigError(f"satp {hx(value)} is wider than RV32's 32-bit satp")
+        if not value >> 31:
+            raise ConfigError(
+                f"satp {hx(value)} has MODE=0 (Bare: no translation) in RV32's bit 31"
+            )
+        return Satp(value, "sv32", (value >> 22) & 0x1FF, (value & ((1 << 22) - 1)) << 12)
+    mode = value >> 60
+    if mode not in _SATP64_MODES:
+        what = {0: "Bare: no translation", 11: "Sv64, which pagewalk does not implement"}
+        raise ConfigError(
+            f"satp {hx(value)} has MODE={mode} in bits 63:60 "
+            f"({what.get(mode, 'reserved')}); RV64 paging needs 8 (Sv39), 9 (Sv48) or 10 (Sv57)"
+        )
+    return Satp(value, _SATP64_MODES[mode], (value >> 44) & 0xFFFF, (value & ((1 << 44) - 1)) << 12)

@@ -2,10 +2,16 @@
 
 One parameterised codec covers the four modes; they differ only in data (levels, entry width,
 reserved-bit masks). Facts follow Intel SDM vol. 3A ch. 4: §4.3 (32-bit paging, tables 4-4 to
-4-6, PSE-36 in bits 20:13 of a 4-MByte PDE), §4.4 (PAE paging, PDPTE reserved bits 2:1 and 8:5,
-bits 62:MAXPHYADDR reserved in PAE PDEs/PTEs), §4.5 (4-level and 5-level paging, tables 4-14 to
-4-20: PS reserved in PML5E/PML4E, bits 51:MAXPHYADDR reserved, bits 62:52 ignored or protection
-keys 62:59, bit 63 XD reserved unless IA32_EFER.NXE), §4.9 (PAT index from PAT/PCD/PWT).
+4-6, PSE-36 in bits 20:13 of a 4-MByte PDE), §4.4 (PAE paging, table 4-8: PDPTE reserved bits
+2:1 and 8:5, bits 62:MAXPHYADDR reserved in PAE PDEs/PTEs; CR3 bits 31:5 locate the PDPT),
+§4.5 (4-level and 5-level paging, tables 4-14 to 4-20: PS reserved in PML5E/PML4E, bits
+51:MAXPHYADDR reserved, bits 62:52 ignored or protection keys 62:59, bit 63 XD reserved unless
+IA32_EFER.NXE), §4.9 (PAT index from PAT/PCD/PWT).
+
+PAE PDPTEs, by default, are read as QEMU's walker reads them (target/i386, QEMU 7.2): on every
+walk, with only bits 63:MAXPHYADDR checked. QEMU sets Accessed (bit 5) in them, so a dump of a PAE
+guest taken under QEMU has a bit the manual reserves; a real CPU loads PDPTEs at MOV CR3 and raises
+#GP for such a bit (§4.4.1). ``strict=True`` follows the manual: bits 2:1 and 8:5 are reserved.
 """
 
 from __future__ import annotations
@@ -82,6 +88,14 @@ _WANTED_PAT: dict[MemType, tuple[int, ...]] = {
 
 _VARIANTS = ("x86", "pae", "x86_64", "la57")
 
+#: PAE PDPTE bits the SDM reserves (table 4-8) and QEMU's walker neither checks nor keeps clear
+PDPTE_LENIENT = 0b1_1110_0110
+#: why a PAE PDPTE may carry them (said in fault reasons and lint findings)
+QEMU_PDPTE_NOTE = (
+    "QEMU's walker sets Accessed (bit 5) in PAE PDPTEs and ignores bits 2:1 and 8:5, "
+    "where a real CPU raises #GP at the MOV CR3 that loads them"
+)
+
 
 def _bits(hi: int, lo: int) -> int:
     """Mask of bits hi..lo inclusive."""
@@ -99,6 +113,9 @@ class X86Mode(PagingMode):
         maxphyaddr: the CPU's physical-address width (32-bit paging caps PSE-36 at 40).
         pdpe1gb: whether 1-GByte pages exist (CPUID.80000001H:EDX.Page1GB).
         pat: IA32_PAT, which gives the memory type of each PAT/PCD/PWT combination.
+        strict: PAE PDPTE bits 2:1 and 8:5 are reserved, as the manual says (a real CPU's #GP
+            at MOV CR3 shows as a reserved-bit fault at the PDPTE); by default they are
+            accepted, as QEMU's walker does (see :meth:`lenient_bits`).
     """
 
     def __init__(
@@ -111,6 +128,7 @@ class X86Mode(PagingMode):
         maxphyaddr: int = 52,
         pdpe1gb: bool = True,
         pat: int = PAT_RESET,
+        strict: bool = False,
     ) -> None:
         if variant not in _VARIANTS:
             raise ConfigError(f"unknown x86 paging variant {variant!r}")
@@ -130,6 +148,7 @@ class X86Mode(PagingMode):
         self.pat = pat
         self.maxphyaddr = maxphyaddr
         self.pdpe1gb = pdpe1gb
+        self.strict = strict
         self.wide = variant != "x86"
         self.entry_size = 8 if self.wide else 4
         self.pse = bool(cr4 & CR4_PSE)
@@ -207,8 +226,8 @@ class X86Mode(PagingMode):
         self._addr_leaf[1] = _bits(m - 1, 21)
         self._rsv_leaf[1] |= _bits(20, 13)
         if self.name == "pae":
-            # PDPTEs: bits 2:1 and 8:5 reserved, and 63:MAXPHYADDR (no XD in a PDPTE).
-            self._rsv_table[2] = _bits(63, m) | _bits(2, 1) | _bits(8, 5)
+            # PDPTEs: bits 63:MAXPHYADDR reserved (no XD in a PDPTE); 2:1 and 8:5 only if strict.
+            self._rsv_table[2] = _bits(63, m) | (PDPTE_LENIENT if self.strict else 0)
         else:
             self._addr_leaf[2] = _bits(m - 1, 30)
             self._rsv_leaf[2] |= _bits(29, 13)
@@ -257,6 +276,12 @@ class X86Mode(PagingMode):
         return depth == 2 and self.name == "pae"
 
     def _reserved_reason(self, rsv: int, level: Level) -> str:
+        why = self._reserved_what(rsv, level)
+        if self._pdpte(level.depth) and rsv & PDPTE_LENIENT and not rsv & ~PDPTE_LENIENT:
+            why += f" (under --strict; {QEMU_PDPTE_NOTE})"
+        return why
+
+    def _reserved_what(self, rsv: int, level: Level) -> str:
         bits = [b for b in range(64) if rsv >> b & 1]
         what = f"{level.name}E" if level.depth else "PTE"
         if rsv & PS and level.depth >= 2 and not level.leaf_size:
@@ -265,6 +290,17 @@ class X86Mode(PagingMode):
             return f"bit 63 (XD) is reserved in a {what} while EFER.NXE=0"
         span = f"bit {bits[0]}" if len(bits) == 1 else f"bits {bits[-1]}:{bits[0]}"
         return f"reserved {span} set in a {what} (mask {hx(rsv)}; MAXPHYADDR={self.maxphyaddr})"
+
+    def lenient_bits(self, raw: int, level: Level) -> int:
+        """The bits of a present ``raw`` that the manual reserves but this mode accepts, as
+        QEMU does: PAE PDPTE bits 2:1 and 8:5 unless ``strict`` (0 everywhere else)."""
+        if self.strict or not self._pdpte(level.depth) or not raw & P:
+            return 0
+        return raw & PDPTE_LENIENT
+
+    def describe(self) -> str:
+        text = super().describe()
+        return f"{text[:-1]}, strict)" if self.strict else text
 
     def _memtype(self, raw: int, depth: int) -> MemType | str:
         pat_bit = PAT_PTE if depth == 0 else PAT_LARGE

@@ -8,6 +8,9 @@ Every finding has a severity and names the exact entry (level, entry PA, raw val
   one VA-PA offset, which aliases all RAM by design);
 - entries: reserved bits set or a leaf where none may stand (the codec's reason), huge pages
   whose PA is not aligned to their size, leaves that point outside RAM (info: often MMIO);
+  PAE PDPTEs with bits 2:1 or 8:5 set (``pdpte-reserved-bits``, a warning: reserved by Intel
+  SDM vol. 3A table 4-8, a real CPU's MOV CR3 would #GP, but QEMU's walker sets Accessed there,
+  so walks accept them unless the mode is strict);
 - trees (from :mod:`pagewalk.inspect.tables`): recursive slots, cycles, one frame at two levels,
   tables outside RAM, tables partly outside RAM (an error: a walk through the missing entries
   faults), and tables shared by several entries (info).
@@ -26,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from pagewalk.errors import hx
-from pagewalk.formats.base import PagingMode, Perm
+from pagewalk.errors import PagingError, hx
+from pagewalk.formats.base import EntryKind, PagingMode, Perm
+from pagewalk.formats.x86 import QEMU_PDPTE_NOTE, X86Mode
 from pagewalk.inspect.mappings import Mapping, PartialTable, TableReader, mappings
 from pagewalk.inspect.reverse import ReverseMap
 from pagewalk.inspect.tables import Tables, Visit
@@ -105,6 +109,8 @@ def _table_findings(mem: TableReader, mode: PagingMode, visit: Visit) -> Iterato
     if not idx.size:
         return
     valid = raws[idx]
+    if isinstance(mode, X86Mode):
+        yield from _lenient_findings(mode, visit, idx.tolist(), valid.tolist())
     leaf = mode.np_is_leaf(valid, level)
     for is_leaf in (True, False):
         sel = leaf == is_leaf
@@ -117,6 +123,26 @@ def _table_findings(mem: TableReader, mode: PagingMode, visit: Visit) -> Iterato
             yield from _entry_finding(mode, visit, i, int(valid[sel][j]))
     if leaf.any() and level.leaf_size:
         yield from _stray_leaves(mem, mode, visit, idx[leaf], valid[leaf])
+
+
+def _lenient_findings(
+    mode: X86Mode, visit: Visit, idx: list[int], raws: list[int]
+) -> Iterator[Finding]:
+    """Bits the manual reserves that the (non-strict) mode accepts, as QEMU's walker does."""
+    if not mode.lenient_bits(-1 & ((1 << 64) - 1), visit.level):
+        return
+    for i, raw in zip(idx, raws, strict=True):
+        bits = mode.lenient_bits(raw, visit.level)
+        if not bits:
+            continue
+        which = ", ".join(str(b) for b in range(64) if bits >> b & 1)
+        msg = (
+            f"PDPTE {i} has reserved bit(s) {which} set: {QEMU_PDPTE_NOTE}; walks accept them "
+            "as QEMU does (--strict faults)"
+        )
+        va = mode.canonical(visit.base + (i << visit.level.shift))
+        entry_pa = visit.pa + i * mode.entry_size
+        yield Finding("warning", "pdpte-reserved-bits", msg, va, visit.level.name, entry_pa, raw)
 
 
 def _entry_finding(mode: PagingMode, visit: Visit, i: int, raw: int) -> Iterator[Finding]:
@@ -203,6 +229,67 @@ def _shared(rows: Sequence[Mapping]) -> Iterator[Finding]:
                     f"{k.va:#x}+{k.size:#x} ({len(hits)} kernel range(s))"
                 )
                 yield Finding("warning", "user-writable-shared", msg, m.va)
+
+
+@dataclass(frozen=True)
+class RootProblem:
+    """What is wrong with a root: ``unusable`` when it faults or every present entry of its
+    table faults (nothing can be translated); else its table has no present entry, or some of
+    its entries fault (what they would map is missing)."""
+
+    unusable: bool
+    message: str
+
+
+def root_problem(mem: TableReader, mode: PagingMode, roots: Sequence[int]) -> RootProblem | None:
+    """Whether the (single) root register of ``mode`` is unusable, empty or partly faulting.
+
+    Only the root table is read. Modes with several roots (AArch64's TTBR0/TTBR1, either of
+    which may be unset) are not judged; nor is a root table outside RAM (enumeration says so).
+    """
+    if len(mode.root_names) != 1:
+        return None
+    root, name = roots[0], mode.root_names[0]
+    present, faults = 0, []
+    for half in mode.halves:
+        fault = mode.root_fault(root, half)
+        if fault is not None:
+            return RootProblem(True, f"{name} {hx(root)}: {fault[1]}: nothing can be translated")
+        level = half.levels[0]
+        mask = (1 << level.bits) - 1
+        lo = half.va_start >> level.shift & mask
+        hi = (half.va_end - 1) >> level.shift & mask
+        try:
+            raws = mem.read_table(root + lo * mode.entry_size, hi - lo + 1, mode.entry_size)
+        except PagingError:
+            return None
+        for i, raw in enumerate(raws.tolist(), start=lo):
+            entry = mode.decode(raw, level)
+            if entry.kind is EntryKind.INVALID and entry.fault == mode.not_present_kind:
+                continue
+            present += 1
+            if entry.fault is not None:
+                faults.append(f"{level.name}E {i} ({hx(raw)}): {entry.reason}")
+    table = f"the root {mode.halves[0].levels[0].name} at {hx(root)}"
+    if not present:
+        return RootProblem(
+            False,
+            f"{name} {hx(root)}: {table} has no present entry, so nothing is mapped "
+            "(if that is unexpected, try `pagewalk find-roots`)",
+        )
+    if len(faults) == present:
+        return RootProblem(
+            True,
+            f"{name} {hx(root)}: every present entry of {table} faults, so nothing can be "
+            f"translated; first: {faults[0]}",
+        )
+    if faults:
+        return RootProblem(
+            False,
+            f"{name} {hx(root)}: {len(faults)} of the {present} present entries of {table} "
+            f"fault, so nothing under them is mapped; first: {faults[0]}",
+        )
+    return None
 
 
 def summary(findings: Iterable[Finding]) -> dict[str, int]:

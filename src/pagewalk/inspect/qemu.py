@@ -12,6 +12,10 @@ QEMU 7.2 in Debian 12 and checked against its captured output (tests/inspect/tes
   are contiguous in VA, whatever their PAs; ``start-end size``, then ``u``/``-``, always ``r``,
   then ``w``/``-``.
   Ranges are merged in the linear (not sign-extended) numbering, as QEMU's loops count.
+- RISC-V ``info mem`` (``target/riscv/monitor.c``; checked on Debian 13's riscv64 kernel in
+  Sv39/48/57, tests/inspect/test_qemu_riscv.py): a header and a rule, then ``vaddr paddr size
+  attr`` per run of leaves of one table adjacent in VA and PA with an equal low PTE byte
+  (V R W X U G A D), printed as ``rwxugad``; the VA sign-extended from the mode's top bit.
 
 Deliberate divergence: QEMU 7.2's LA57 ``info mem`` tests the PDPTE and PDE present bits with
 the wrong sense and prints nothing useful for a 5-level guest; we print the correct ranges.
@@ -28,13 +32,24 @@ from pagewalk.formats.base import GiB, MiB, PagingMode, Perm
 from pagewalk.inspect.mappings import Mapping
 
 _M64 = (1 << 64) - 1
+_RISCV = {"sv32": 32, "sv39": 39, "sv48": 48, "sv57": 57}
+_RV_FLAGS = ((1, "r"), (2, "w"), (3, "x"), (4, "u"), (5, "g"), (6, "a"), (7, "d"))
+_RV_HEADER = {
+    False: "vaddr            paddr            size             attr",
+    True: "vaddr    paddr            size     attr",
+}
+_RV_RULE = {
+    False: "---------------- ---------------- ---------------- -------",
+    True: "-------- ---------------- -------- -------",
+}
 _FLAGS = ((63, "X"), (8, "G"), (7, "P"), (6, "D"), (5, "A"), (4, "C"), (3, "T"), (2, "U"), (1, "W"))
 
 
 def _check_x86(mode: PagingMode) -> None:
     if mode.name not in ("x86", "pae", "x86_64", "la57"):
         raise ConfigError(
-            f"QEMU's info mem/info tlb exist only for x86; mode {mode.name} has no such text"
+            f"QEMU's info tlb exists only for x86, and info mem for x86 and RISC-V; mode "
+            f"{mode.name} has no such text"
         )
 
 
@@ -50,8 +65,17 @@ def qemu_canonical(mode: PagingMode, addr: int) -> int:
     return addr & _M64
 
 
+def needs_raw_attrs(fmt: str, mode: PagingMode) -> bool:
+    """Whether the ``fmt`` text needs mappings enumerated with ``raw_attrs=True``."""
+    return fmt == "qemu-info-tlb" or (fmt == "qemu-info-mem" and mode.name in _RISCV)
+
+
 def info_mem(rows: Iterable[Mapping], mode: PagingMode) -> Iterator[str]:
-    """``info mem`` lines for the mappings (from :func:`~pagewalk.inspect.mappings.mappings`)."""
+    """``info mem`` lines for the mappings (from :func:`~pagewalk.inspect.mappings.mappings`;
+    for RISC-V enumerated with ``raw_attrs=True``)."""
+    if mode.name in _RISCV:
+        yield from _riscv_info_mem(rows, mode)
+        return
     _check_x86(mode)
     linear = (1 << _va_bits(mode)) - 1
     start: int | None = None
@@ -74,6 +98,47 @@ def _mem_line(mode: PagingMode, start: int, end: int, prot: tuple[bool, bool]) -
     lo, hi, size = (qemu_canonical(mode, a) for a in (start, end, end - start))
     u, w = prot
     return f"{lo:016x}-{hi:016x} {size:016x} {'u' if u else '-'}r{'w' if w else '-'}"
+
+
+def _riscv_info_mem(rows: Iterable[Mapping], mode: PagingMode) -> Iterator[str]:
+    """QEMU's riscv ``info mem``: runs of leaves of one table, adjacent in VA and PA, whose
+    low PTE bytes are equal (so ``a`` and ``d`` split runs too)."""
+    rv32 = mode.name == "sv32"
+    va_bits = 32 if rv32 else _RISCV[mode.name]
+    entries = 1024 if rv32 else 512
+    yield _RV_HEADER[rv32]
+    yield _RV_RULE[rv32]
+    run: list[int] | None = None  # va, pa, size, attr, page size, table number
+    for m in rows:
+        if m.attrs is None:
+            raise ValueError("riscv info mem needs mappings enumerated with raw_attrs=True")
+        attr, span = m.attrs & 0xFF, m.page_size * entries
+        va, pa, left = m.va & ((1 << va_bits) - 1), m.pa, m.size
+        while left:
+            n = min(left, span - va % span)
+            table = va // span
+            if (
+                run is not None
+                and (run[3], run[4], run[5]) == (attr, m.page_size, table)
+                and (run[0] + run[2], run[1] + run[2]) == (va, pa)
+            ):
+                run[2] += n
+            else:
+                if run is not None:
+                    yield _rv_line(run, va_bits, rv32)
+                run = [va, pa, n, attr, m.page_size, table]
+            va, pa, left = va + n, pa + n, left - n
+    if run is not None:
+        yield _rv_line(run, va_bits, rv32)
+
+
+def _rv_line(run: list[int], va_bits: int, rv32: bool) -> str:
+    va, pa, size, attr = run[:4]
+    if not rv32 and va >> (va_bits - 1):
+        va |= _M64 & ~((1 << va_bits) - 1)
+    flags = "".join(ch if attr >> bit & 1 else "-" for bit, ch in _RV_FLAGS)
+    width = 8 if rv32 else 16
+    return f"{va:0{width}x} {pa:016x} {size:0{width}x} {flags}"
 
 
 def info_tlb(rows: Iterable[Mapping], mode: PagingMode) -> Iterator[str]:

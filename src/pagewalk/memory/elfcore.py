@@ -12,10 +12,11 @@ and ``kimage_voffset``), or from options.
 The ELF header is parsed with pyelftools, the program header table as one numpy record array,
 and every field is checked before it is used, so a hostile core is a DumpError naming the
 header: it must be a little-endian ``ET_CORE`` whose class fits its machine (QEMU writes EM_386
-in either class, x86-64 and AArch64 in ELFCLASS64), a header table inside the file, PT_LOADs with
-``p_filesz <= p_memsz``, inside the file and the class's physical address space, and not
-overlapping, and at most :data:`NOTES_MAX` bytes and :data:`NOTES_COUNT` notes in all PT_NOTEs
-together (however many headers point at the same bytes).
+in either class, x86-64 and AArch64 in ELFCLASS64, EM_RISCV in either), a header table inside
+the file, PT_LOADs with ``p_filesz <= p_memsz``, inside the file and the class's physical
+address space, and not overlapping, and at most :data:`NOTES_MAX` bytes and
+:data:`NOTES_COUNT` notes in all PT_NOTEs together (however many headers point at the same
+bytes).
 """
 
 from __future__ import annotations
@@ -49,12 +50,13 @@ NOTES_COUNT = 1 << 18
 PHDRS_MAX = 1 << 20
 NT_PRSTATUS = 1
 PT_LOAD, PT_NOTE = 1, 4
-EM_386, EM_X86_64, EM_AARCH64 = 3, 62, 183
+EM_386, EM_X86_64, EM_AARCH64, EM_RISCV = 3, 62, 183, 243
 #: each machine pagewalk reads registers for, and the ELF classes its cores may use
 _MACHINES = {
     EM_386: ("i386", "EM_386", (32, 64)),
     EM_X86_64: ("x86_64", "EM_X86_64", (64,)),
     EM_AARCH64: ("aarch64", "EM_AARCH64", (64,)),
+    EM_RISCV: ("riscv", "EM_RISCV", (32, 64)),
 }
 #: Elf64_Phdr and Elf32_Phdr (gABI "Program Header"), little-endian
 _PHDR = {
@@ -245,7 +247,9 @@ def _notes(buf: mmap.mmap, phdrs: Phdrs, source: str) -> list[tuple[str, int, by
 
 
 def _machine_number(value: Any) -> int:
-    names = {"EM_386": EM_386, "EM_X86_64": EM_X86_64, "EM_AARCH64": EM_AARCH64}
+    names = {
+        "EM_386": EM_386, "EM_X86_64": EM_X86_64, "EM_AARCH64": EM_AARCH64, "EM_RISCV": EM_RISCV,
+    }  # fmt: skip
     return names.get(value, -1) if isinstance(value, str) else int(value)
 
 
@@ -314,8 +318,15 @@ def _vmcoreinfo(notes: list[tuple[str, int, bytes]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, _type, desc in notes:
         if name == "VMCOREINFO":
-            for line in desc.decode("ascii", "replace").splitlines():
-                key, sep, value = line.partition("=")
-                if sep:
-                    out[key.strip()] = value.strip().rstrip("\0")
+            out.update(parse_vmcoreinfo(desc))
+    return out
+
+
+def parse_vmcoreinfo(text: bytes) -> dict[str, str]:
+    """``KEY=value`` lines of a VMCOREINFO text (a note's or the copy in guest RAM)."""
+    out: dict[str, str] = {}
+    for line in text.decode("ascii", "replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip().rstrip("\0")
     return out

@@ -8,7 +8,8 @@ D8.2, D19): QEMU's notes hold no TTBRn_EL1/TCR_EL1, so for a Linux guest the roo
 ``swapper_pg_dir`` from VMCOREINFO translated with ``kimage_voffset``, and TCR_EL1 is rebuilt
 from ``TCR_EL1_T1SZ``/``VA_BITS`` and ``PAGESIZE``; TTBR0 stays unknown (its walks disabled).
 Those values come from the dump, so each is checked (a number, T1SZ in 1..63, PAGESIZE a
-granule) and a bad one is a DumpError naming it.
+granule) and a bad one is a DumpError naming it. RISC-V: QEMU's notes carry no satp; the CLI
+takes ``--satp`` or finds the root in RAM (:func:`pagewalk.inspect.roots.riscv_root`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def from_core(core: Core, cpu: int = 0) -> Suggestion:
         return _x86(core, cpu)
     if core.arch == "aarch64":
         return _aarch64(core)
+    if core.arch == "riscv":
+        return Suggestion(
+            why=[f"RISC-V core (ELFCLASS{core.elf_class}): QEMU's notes carry no satp"]
+        )
     return Suggestion(why=[f"unknown machine {core.arch}: give --mode and the root registers"])
 
 
