@@ -20,7 +20,11 @@ Facts: Intel SDM vol. 3A §4.5 (tables 4-14 to 4-20), Arm ARM D8.3, RISC-V privi
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +220,21 @@ def random_tables(directory: Path, mode: str, data: bytes, *, name: str = "rando
     if mode == "aarch64":
         roots["TTBR1_EL1"] = PAGE
     return write_image(directory / name, mem, mode=mode, roots=roots)
+
+
+def pagewalk_cli(
+    *args: str,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m pagewalk ARGS`` as a user runs it: the installed entry point, text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "pagewalk", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+        preexec_fn=preexec_fn,
+    )

@@ -12,14 +12,12 @@ in ``benchmarks/bench_hostile.py``).
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hostile_images import benign, fanout, self_ref
+from hostile_images import benign, fanout, pagewalk_cli, self_ref
 
 from pagewalk.cli.machine import load_machine
 from pagewalk.errors import LimitError, PagingError
@@ -38,11 +36,7 @@ def _cap() -> None:
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m pagewalk ARGS`` under the address-space cap."""
-    return subprocess.run(
-        [sys.executable, "-m", "pagewalk", *args],
-        capture_output=True, text=True, timeout=600, check=False, preexec_fn=_cap,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
+    return pagewalk_cli(*args, env=env, preexec_fn=_cap)
 
 
 def assert_limit(proc: subprocess.CompletedProcess[str]) -> None:

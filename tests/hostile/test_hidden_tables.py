@@ -15,14 +15,13 @@ from __future__ import annotations
 import bisect
 import json
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hostile_images import (
     STRADDLE_IN,
     aarch64_l0_block,
+    pagewalk_cli,
     random_tables,
     straddle_core,
     straddle_end,
@@ -42,13 +41,6 @@ from pagewalk.memory.physical import PhysicalMemory
 from pagewalk.walk import translate, walk
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pagewalk", *args],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def partial(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("partial")
@@ -61,7 +53,7 @@ WARNING = "pagewalk: warning: table at 0x4000 (level 1, PT) lies partly outside 
 # ------------------------------------------------------------------ tables partly outside RAM
 @pytest.mark.parametrize("image", ["end", "core"])
 def test_maps_lists_what_translate_resolves(partial: dict[str, str], image: str) -> None:
-    proc = run("maps", partial[image], "--json")
+    proc = pagewalk_cli("maps", partial[image], "--json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [(r["va"], r["size"], r["pa"]) for r in rows] == [(0, STRADDLE_IN * 0x1000, 0x100000)]
@@ -77,7 +69,7 @@ def test_maps_lists_what_translate_resolves(partial: dict[str, str], image: str)
 
 @pytest.mark.parametrize("image", ["end", "core"])
 def test_lint_reports_the_partial_table(partial: dict[str, str], image: str) -> None:
-    proc = run("lint", partial[image], "--json")
+    proc = pagewalk_cli("lint", partial[image], "--json")
     assert proc.returncode == 1, proc.stderr
     found = [f for f in json.loads(proc.stdout)["findings"] if f["code"] == "partial-table"]
     assert len(found) == 1, found
@@ -85,13 +77,13 @@ def test_lint_reports_the_partial_table(partial: dict[str, str], image: str) -> 
     assert f["severity"] == "error" and f["level"] == "PT" and f["entry_pa"] == 0x4800
     assert f["va"] == STRADDLE_IN << 12
     assert "0x4000" in f["message"] and "0x4800-0x5000" in f["message"]
-    proc = run("lint", partial[image])
+    proc = pagewalk_cli("lint", partial[image])
     assert proc.returncode == 1 and "partial-table" in proc.stdout
 
 
 @pytest.mark.parametrize("image", ["end", "core"])
 def test_stats_and_p2v_see_and_warn(partial: dict[str, str], image: str) -> None:
-    proc = run("stats", partial[image], "--json")
+    proc = pagewalk_cli("stats", partial[image], "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert {lv["name"]: lv["leaves"] for lv in report["levels"]}["PT"] == STRADDLE_IN
@@ -99,7 +91,7 @@ def test_stats_and_p2v_see_and_warn(partial: dict[str, str], image: str) -> None
         {"pa": 0x4000, "level": "PT", "missing": [[0x4800, 0x5000]]}
     ]
     assert WARNING in proc.stderr
-    proc = run("p2v", partial[image], "0x181000", "--json")
+    proc = pagewalk_cli("p2v", partial[image], "0x181000", "--json")
     assert proc.returncode == 0, proc.stderr
     assert [a["va"] for a in json.loads(proc.stdout)[0]["vas"]] == [0x81000]
     assert WARNING in proc.stderr
@@ -115,7 +107,7 @@ def test_segments_adjacent_in_pa_only_are_not_partial(tmp_path: Path) -> None:
     path = write_core(
         tmp_path / "split.core", [(0x4400, mem[0x4400:]), (0, mem[:0x4400])], cr3=0x1000
     )
-    proc = run("maps", str(path), "--json")
+    proc = pagewalk_cli("maps", str(path), "--json")
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
     assert [(r["va"], r["size"]) for r in json.loads(proc.stdout)] == [(0, 0x200000)]
     m = load_machine(str(path), {})
@@ -140,15 +132,15 @@ def test_partial_root_table(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ malformed entries
 def test_aarch64_level0_block_is_a_fault_not_a_crash(tmp_path: Path) -> None:
     path = str(aarch64_l0_block(tmp_path))
-    proc = run("maps", path, "--json")
+    proc = pagewalk_cli("maps", path, "--json")
     assert proc.returncode == 0, proc.stderr
     assert [(r["va"], r["pa"]) for r in json.loads(proc.stdout)] == [(1 << 39, 0x100000)]
-    proc = run("lint", path, "--json")
+    proc = pagewalk_cli("lint", path, "--json")
     found = json.loads(proc.stdout)["findings"]
     block = [f for f in found if f["entry_pa"] == 0x1000]
     assert block and "block descriptor is not allowed at level 0" in block[0]["message"]
     assert proc.returncode == 1, proc.stderr
-    assert run("stats", path).returncode == 0
+    assert pagewalk_cli("stats", path).returncode == 0
     w = walk(*_machine(path), 0)
     assert w.fault is not None and w.fault.kind == "translation" and w.fault.level == 0
 
@@ -288,6 +280,6 @@ def test_random_tables_through_the_cli(tmp_path: Path, image: tuple[str, bytes])
     mode, data = image
     path = str(random_tables(tmp_path, mode, data))
     for cmd in (["maps", "--max-mappings", "10000"], ["lint"], ["stats"]):
-        proc = run(cmd[0], path, *cmd[1:], "--json")
+        proc = pagewalk_cli(cmd[0], path, *cmd[1:], "--json")
         assert proc.returncode in (0, 1, 2), (cmd, proc.stderr)
         assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr

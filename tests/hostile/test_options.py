@@ -8,14 +8,12 @@ IA-32e mode), Arm ARM D19 (TTBRn_EL1, TCR_EL1, MAIR_EL1) and the RISC-V privileg
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pytest
-from hostile_images import SMALL_SPEC
+from hostile_images import SMALL_SPEC, pagewalk_cli
 
 from pagewalk.cli.machine import load_machine
 from pagewalk.errors import ConfigError, PagingError
@@ -188,13 +186,7 @@ def test_subprocess_statuses(images: dict[str, str]) -> None:
         ["maps", images["x86_64"], "--cpu", "5"],
         ["maps", images["core"], "--cpu", "5"],
     ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "pagewalk", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        proc = pagewalk_cli(*args, timeout=120)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
 

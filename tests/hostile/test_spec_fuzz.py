@@ -10,14 +10,13 @@ from __future__ import annotations
 import copy
 import json
 import math
-import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hostile_images import pagewalk_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -355,13 +354,7 @@ def test_cli_exits_2_never_70(tmp_path: Path, kind: str, data: str) -> None:
         (tmp_path / "m.img.json").write_text(data)
         args = ["maps", str(tmp_path / "m.img")]
         name = "m.img.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pagewalk", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = pagewalk_cli(*args, timeout=120)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[:300])
     assert proc.stderr.startswith("pagewalk: error:") and name in proc.stderr, proc.stderr[:300]
     assert "Traceback" not in proc.stderr and len(proc.stderr) < 500
