@@ -10,6 +10,7 @@ from pagewalk.errors import ConfigError
 from pagewalk.formats.aarch64 import MAIR_DEFAULT, TCR_DEFAULT, AArch64Mode
 from pagewalk.formats.base import (
     ALL_PERMS,
+    ArchFacts,
     Entry,
     EntryKind,
     Field,
@@ -98,6 +99,7 @@ __all__ = [
     "ALL_PERMS",
     "MODE_NAMES",
     "AArch64Mode",
+    "ArchFacts",
     "Entry",
     "EntryKind",
     "Field",

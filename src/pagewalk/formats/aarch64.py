@@ -20,6 +20,7 @@ import numpy as np
 from pagewalk.errors import ConfigError, EntryFormatError, hx
 from pagewalk.formats.base import (
     ALL_PERMS,
+    ArchFacts,
     BoolArray,
     Entry,
     EntryKind,
@@ -127,6 +128,10 @@ class AArch64Mode(PagingMode):
     not_present_kind = "translation"
     non_canonical_kind = "translation"
     non_canonical_level = 0
+
+    @property
+    def facts(self) -> ArchFacts:
+        return ArchFacts("arm", half_select_bit=55, kernel_root=1, needs_bbm=True)
 
     def __init__(self, tcr: int = TCR_DEFAULT, mair: int = MAIR_DEFAULT) -> None:
         self.tcr = tcr

@@ -201,6 +201,43 @@ class Field:
         return f"{self.name}={self.value:#x}" if self.value > 9 else f"{self.name}={self.value}"
 
 
+@dataclass(frozen=True, slots=True)
+class ArchFacts:
+    """What code outside ``formats/`` may ask about an architecture, as data.
+
+    Consumers (the MMU, the batch and compiled walkers, the kernel, the inspectors, the CLI)
+    read these fields instead of testing the mode's class or name, so a new architecture is a
+    new ``formats`` module plus its register rules, not a dozen edits elsewhere.
+
+    Attributes:
+        family: ``x86``, ``arm`` or ``riscv``: the key for per-architecture modules (register
+            rules, QEMU text formats), never to be compared against elsewhere.
+        half_select_bit: the VA bit that picks the root register, when one bit does (AArch64:
+            bit 55 picks TTBR1_EL1, Arm ARM D8.2.3); None when the halves are sign ranges of one
+            root.
+        kernel_root: the root register that serves the kernel half by itself (AArch64:
+            TTBR1_EL1 = 1), or None when one root table holds both halves (x86 and RISC-V: the
+            kernel half is the upper half of the root table's entries).
+        needs_bbm: changing a live valid entry's output or size needs break-before-make
+            (Arm ARM D8.16.1).
+        pcid: the root register can tag translations with a PCID (x86 long mode, SDM §4.10.1).
+        global_pages: CR4.PGE gates the G bit (x86, SDM §4.10.2.4).
+        protection_keys: leaves carry a protection key in bits 62:59 (x86 long mode, §4.6.2).
+        table_accessed: the walker sets A in the paging-structure entries it uses (x86, §4.8).
+        va_bits: the width of a VA as printed (32 or 64).
+    """
+
+    family: str
+    half_select_bit: int | None = None
+    kernel_root: int | None = None
+    needs_bbm: bool = False
+    pcid: bool = False
+    global_pages: bool = False
+    protection_keys: bool = False
+    table_accessed: bool = False
+    va_bits: int = 64
+
+
 @dataclass(frozen=True)
 class ModeInfo:
     """Static facts of a mode, for listing and help text."""
@@ -238,11 +275,18 @@ class PagingMode(ABC):
     non_canonical_kind: str = "non-canonical"
     #: the level a fault on a bad address reports (Arm: level 0; others: none)
     non_canonical_level: int | None = None
+    #: per root register: the top byte is ignored (Arm TCR_EL1.TBIn); empty where no such option
+    tbi: tuple[bool, ...] = ()
 
     @property
     @abstractmethod
     def halves(self) -> tuple[Half, ...]:
         """The halves of the VA space, each with its levels."""
+
+    @property
+    @abstractmethod
+    def facts(self) -> ArchFacts:
+        """The architecture facts other layers need (see :class:`ArchFacts`)."""
 
     def half_for(self, va: int) -> Half | None:
         """The half that serves ``va``, or None if ``va`` is not canonical."""
@@ -378,6 +422,10 @@ class PagingMode(ABC):
                 f"PA {hx(pa)} does not fit the {bits} address bits of a {level.name} entry "
                 f"in mode {self.name}"
             )
+
+    def lenient_bits(self, raw: int, level: Level) -> int:
+        """Bits of ``raw`` the manual reserves but this mode accepts (as QEMU does); 0 if none."""
+        return 0
 
     def root_fault(self, root_pa: int, half: Half) -> tuple[str, str] | None:
         """A fault the walk raises before it reads any entry (kind, reason), or None."""

@@ -23,6 +23,7 @@ import numpy as np
 from pagewalk.errors import ConfigError, EntryFormatError, hx
 from pagewalk.formats.base import (
     ALL_PERMS,
+    ArchFacts,
     BoolArray,
     Entry,
     EntryKind,
@@ -62,6 +63,10 @@ class RiscVMode(PagingMode):
     not_present_kind = "page-fault"
     non_canonical_kind = "page-fault"
     root_names = ("satp",)
+
+    @property
+    def facts(self) -> ArchFacts:
+        return ArchFacts("riscv", va_bits=32 if self.name == "sv32" else 64)
 
     def __init__(self, variant: str = "sv39", *, svpbmt: bool = False) -> None:
         if variant not in _LEVELS:

@@ -21,6 +21,7 @@ import numpy as np
 from pagewalk.errors import ConfigError, EntryFormatError, hx
 from pagewalk.formats.base import (
     PERMS,
+    ArchFacts,
     BoolArray,
     Entry,
     EntryKind,
@@ -117,6 +118,18 @@ class X86Mode(PagingMode):
             at MOV CR3 shows as a reserved-bit fault at the PDPTE); by default they are
             accepted, as QEMU's walker does (see :meth:`lenient_bits`).
     """
+
+    @property
+    def facts(self) -> ArchFacts:
+        long_mode = self.name in ("x86_64", "la57")
+        return ArchFacts(
+            "x86",
+            pcid=long_mode,
+            global_pages=True,
+            protection_keys=long_mode,
+            table_accessed=True,
+            va_bits=64 if long_mode else 32,
+        )
 
     def __init__(
         self,
