@@ -40,8 +40,9 @@ from pagewalk.alloc.simple import SimpleFrameAllocator
 from pagewalk.errors import MappingError, PagingError
 from pagewalk.formats import aarch64 as a64
 from pagewalk.formats import riscv as rv
-from pagewalk.formats import x86
+from pagewalk.formats import x86_bits as x86
 from pagewalk.formats.base import EntryKind, Half, MemType, PagingMode, Perm
+from pagewalk.formats.x86 import X86Mode
 from pagewalk.memory.physical import PhysicalMemory
 from pagewalk.space import AddressSpace
 from pagewalk.walk import Walk, walk
@@ -242,7 +243,7 @@ def _x86_rig(variant: str, seed: int, n_ops: int) -> Rig:
     }[variant]
     efer = (x86.EFER_NXE if nxe else 0) | (x86.EFER_LME if variant in ("x86_64", "la57") else 0)
     # QEMU TCG has MAXPHYADDR 40: bits 51:40 are reserved there, so model the same CPU.
-    mode = x86.X86Mode(variant, cr4=cr4, efer=efer, maxphyaddr=40)
+    mode = X86Mode(variant, cr4=cr4, efer=efer, maxphyaddr=40)
     mem = PhysicalMemory(_X86_RAM)
     space = AddressSpace(mode, mem, SimpleFrameAllocator(0x10000, _X86_RAM - 0x10000))
     limit = 1 << 32 if variant == "x86" else PA_LIMIT
@@ -255,7 +256,7 @@ def _x86_rig(variant: str, seed: int, n_ops: int) -> Rig:
     return rig
 
 
-def _x86_break(mode: x86.X86Mode, step: Any, r: int) -> int | None:
+def _x86_break(mode: X86Mode, step: Any, r: int) -> int | None:
     """A broken version of an x86 entry: not present, or a reserved bit set (SDM 4-4..4-20)."""
     raw, level, leaf = step.raw, step.level, step.entry.kind is EntryKind.LEAF
     choice = r % 6
@@ -548,7 +549,7 @@ _BUILDERS: dict[str, Callable[[int, int], Rig]] = {
 
 
 def _check(rig: Rig, va: int) -> None:
-    if isinstance(rig.mode, x86.X86Mode):
+    if isinstance(rig.mode, X86Mode):
         _x86_check(rig, va)
     elif isinstance(rig.mode, a64.AArch64Mode):
         _a64_check(rig, va)
@@ -613,7 +614,7 @@ DIVERGENCES: list[tuple[str, PagingMode, dict[int, int], tuple[int, ...], int]] 
     # Only under strict=True: by default pagewalk follows QEMU, which sets Accessed there.
     (
         "pae-pdpte-rsvd",
-        x86.X86Mode("pae", maxphyaddr=40, strict=True),
+        X86Mode("pae", maxphyaddr=40, strict=True),
         {0x1000: 0x2003, 0x2000: 0x3003, 0x3000: 0x9003},
         (0x1000,),
         0x0,
@@ -665,7 +666,7 @@ def test_documented_divergences(
     mem = _both(mode, entries, roots)
     ram = bytes(mem.read(0, mem.end))
     oracle: Oracle
-    if isinstance(mode, x86.X86Mode):
+    if isinstance(mode, X86Mode):
         oracle = x86_oracle(mode.name, ram, cr3=roots[0])
     elif isinstance(mode, a64.AArch64Mode):
         oracle = aarch64_oracle(ram, ttbr0=roots[0], ttbr1=roots[1], tcr=mode.tcr)

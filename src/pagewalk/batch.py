@@ -183,8 +183,7 @@ def _translate_numpy(
 def _in_half(mode: PagingMode, half: Half, va: U64Array) -> npt.NDArray[np.bool_]:
     """Which addresses the half serves (vectorised ``mode.half_for``)."""
     probe = va
-    tbi = getattr(mode, "tbi", None)
-    if tbi is not None and tbi[half.root]:
+    if mode.tbi and mode.tbi[half.root]:
         low56 = va & np.uint64((1 << 56) - 1)
         probe = low56 | np.uint64(0xFF << 56) if half.root else low56
         upper = (va >> np.uint64(55)) & np.uint64(1)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from pagewalk.errors import NonCanonicalAddressError
 from pagewalk.formats.base import EntryKind, Level, MemType, Perm
-from pagewalk.formats.x86 import CR4_LA57, CR4_PAE, CR4_PSE, EFER_LME, EFER_NXE, X86Mode
+from pagewalk.formats.x86 import X86Mode
+from pagewalk.formats.x86_bits import CR4_LA57, CR4_PAE, CR4_PSE, EFER_LME, EFER_NXE
 
 MIB, GIB = 1 << 20, 1 << 30
 

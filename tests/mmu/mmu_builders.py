@@ -15,10 +15,9 @@ from pagewalk import AddressSpace, PhysicalMemory, make_mode
 from pagewalk.alloc.simple import SimpleFrameAllocator
 from pagewalk.formats import aarch64 as arm
 from pagewalk.formats import riscv as rv
-from pagewalk.formats import x86
+from pagewalk.formats import x86_bits as x86
 from pagewalk.formats.aarch64 import TCR_DEFAULT
 from pagewalk.formats.base import EntryKind, Level, PagingMode, Perm
-from pagewalk.mmu.walker import arch_of
 
 MIB = 1 << 20
 RAM = 8 * MIB
@@ -82,7 +81,7 @@ def random_space(name: str, rng: random.Random, **mode_kw: int) -> Built:
             va -= va % size
             pa = pa_next if size == sizes[0] else size * rng.randrange(1, 4)
             try:
-                space.map(va, pa, size, _perm(rng, arch_of(mode))).ignore()
+                space.map(va, pa, size, _perm(rng, mode.facts.family)).ignore()
             except Exception:  # overlapping random picks: skip them
                 continue
             if size == sizes[0]:
@@ -129,7 +128,7 @@ def _damage_table(
 
 
 def _flip(mode: PagingMode, raw: int, rng: random.Random, is_table: bool) -> int:
-    arch = arch_of(mode)
+    arch = mode.facts.family
     p = rng.random
     if arch == "x86":
         if p() < 0.15:

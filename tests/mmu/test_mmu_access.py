@@ -14,7 +14,7 @@ from mmu_builders import TCR_40, new_space
 from pagewalk.errors import PageFault
 from pagewalk.formats import aarch64 as arm
 from pagewalk.formats import riscv as rv
-from pagewalk.formats import x86
+from pagewalk.formats import x86_bits as x86
 from pagewalk.formats.aarch64 import TCR_HA, TCR_HD, TCR_HPD0
 from pagewalk.formats.base import Perm
 from pagewalk.mmu import MMU, ArmRegs, RiscvRegs, X86Regs, check_access

@@ -16,7 +16,7 @@ from mmu_builders import Built, random_space
 
 from oracles.unicorn_oracle import Oracle, OracleResult, aarch64_oracle, riscv_oracle, x86_oracle
 from pagewalk.errors import PageFault
-from pagewalk.formats.x86 import CR0_WP, CR4_SMAP, CR4_SMEP
+from pagewalk.formats.x86_bits import CR0_WP, CR4_SMAP, CR4_SMEP
 from pagewalk.mmu import MMU, ArmRegs, RiscvRegs, X86Regs
 from pagewalk.mmu.regs import SCTLR_DEFAULT, SCTLR_WXN
 

@@ -13,7 +13,7 @@ from mmu_builders import new_space
 
 from pagewalk.errors import ConfigError, PageFault
 from pagewalk.formats.base import Perm
-from pagewalk.formats.x86 import CR4_PCIDE, CR4_PGE
+from pagewalk.formats.x86_bits import CR4_PCIDE, CR4_PGE
 from pagewalk.mmu import MMU, TLBConfig, X86Regs
 from pagewalk.mmu.maintenance import CR3_NOFLUSH
 

@@ -181,8 +181,7 @@ class CompiledWalker:
         for h, half in enumerate(mode.halves):
             c = w.halves[h]
             c.lo, c.hi = half.va_start, half.va_end - 1
-            tbi = getattr(mode, "tbi", None)
-            c.tbi = int(bool(tbi is not None and tbi[half.root]))
+            c.tbi = int(bool(mode.tbi and mode.tbi[half.root]))
             c.split55 = int(mode.name == "aarch64")
             c.root_index, c.root, c.nlevels = half.root, roots[half.root], len(half.levels)
             early = mode.root_fault(roots[half.root], half)

@@ -27,7 +27,8 @@ from pagewalk.formats.base import (
     VirtAddr,
 )
 from pagewalk.formats.riscv import RiscVMode
-from pagewalk.formats.x86 import CR0_PG, CR0_WP, EFER_LME, EFER_NXE, PAT_RESET, X86Mode
+from pagewalk.formats.x86 import X86Mode
+from pagewalk.formats.x86_bits import CR0_PG, CR0_WP, EFER_LME, EFER_NXE, PAT_RESET
 
 #: every mode name, in the order help text lists them
 MODE_NAMES = ("x86", "pae", "x86_64", "la57", "aarch64", "sv32", "sv39", "sv48", "sv57")

@@ -13,23 +13,24 @@ size fault. 52-bit addresses (FEAT_LPA, FEAT_LPA2) are not modelled.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from pagewalk.errors import ConfigError, EntryFormatError, hx
 from pagewalk.formats.base import (
     ALL_PERMS,
+    Acc,
     ArchFacts,
     BoolArray,
     Entry,
     EntryKind,
     Field,
     Half,
+    LeafState,
     Level,
     MemType,
     PagingMode,
     Perm,
+    Rights,
     U64Array,
 )
 
@@ -129,8 +130,7 @@ class AArch64Mode(PagingMode):
     non_canonical_kind = "translation"
     non_canonical_level = 0
 
-    @property
-    def facts(self) -> ArchFacts:
+    def arch_facts(self) -> ArchFacts:
         return ArchFacts("arm", half_select_bit=55, kernel_root=1, needs_bbm=True)
 
     def __init__(self, tcr: int = TCR_DEFAULT, mair: int = MAIR_DEFAULT) -> None:
@@ -274,36 +274,34 @@ class AArch64Mode(PagingMode):
             return Entry(EntryKind.LEAF, raw, address, size, perm, memtype, "access-flag", reason)
         return Entry(EntryKind.LEAF, raw, address, size, perm, memtype)
 
-    def effective(self, path: Sequence[Entry], half: Half | None = None) -> Perm:
-        if not path:
-            return ALL_PERMS
-        # HPDn belongs to the half (TTBRn) of the VA, not to any descriptor bit (D8.4.2).
-        # Without the half, only a setting both halves share can apply.
-        hpd = self.hpd[half.root] if half is not None else all(self.hpd)
-        user, write, uxn, pxn = True, True, False, False
-        for entry in path[:-1] if path[-1].kind is EntryKind.LEAF else path:
-            if entry.kind is not EntryKind.TABLE or hpd:
-                continue
-            user &= not entry.raw & AP_TABLE0
-            write &= not entry.raw & AP_TABLE1
-            uxn |= bool(entry.raw & UXN_TABLE)
-            pxn |= bool(entry.raw & PXN_TABLE)
-        leaf = path[-1]
-        if leaf.kind is not EntryKind.LEAF:
-            perm = Perm.READ | Perm.EXEC
-            perm |= Perm.USER if user else Perm.NONE
-            perm |= Perm.WRITE if write else Perm.NONE
-            return perm
-        raw = leaf.raw
-        user &= bool(raw & AP1)
-        write &= not raw & AP2
-        perm = Perm.READ
-        perm |= Perm.USER if user else Perm.NONE
-        perm |= Perm.WRITE if write else Perm.NONE
-        executable = not (uxn or raw & UXN) if user else not (pxn or raw & PXN)
-        perm |= Perm.EXEC if executable else Perm.NONE
-        perm |= Perm.GLOBAL if not raw & NG else Perm.NONE
-        return perm
+    # ------------------------------------------ permissions (Arm ARM D8.4, D8.5)
+    def fold_table(self, half: Half, level: Level, raw: int, acc: Acc) -> Acc:
+        if self.hpd[half.root]:  # TCR_EL1.HPDn: hierarchical permissions disabled
+            return acc
+        return (
+            acc[0] or bool(raw & AP_TABLE0),
+            acc[1] or bool(raw & AP_TABLE1),
+            acc[2] or bool(raw & UXN_TABLE),
+            acc[3] or bool(raw & PXN_TABLE),
+        )
+
+    def leaf_state(self, raw: int, acc: Acc, pge: bool = True) -> LeafState:
+        user = bool(raw & AP1) and not acc[0]
+        writable = not raw & AP2 and not acc[1]
+        xn_user = bool(raw & UXN) or acc[2]
+        xn_priv = bool(raw & PXN) or acc[3] or (user and writable)
+        dbm = bool(self.hd and raw & DBM and raw & AP2) and not acc[1]
+        rights = Rights(True, writable, user, xn_user, xn_priv)
+        return LeafState(rights, not raw & NG, bool(raw & AF), not raw & AP2, dbm)
+
+    def table_perm(self, acc: Acc) -> Perm:
+        perm = Perm.READ | (Perm.NONE if acc[0] else Perm.USER)
+        perm |= Perm.NONE if acc[1] else Perm.WRITE
+        return perm | (Perm.NONE if acc[2] and acc[3] else Perm.EXEC)
+
+    def mark_leaf(self, raw: int, write: bool, dbm: bool, svadu: bool) -> int:
+        new = raw | (AF if self.ha else 0)
+        return new & ~AP2 if write and dbm else new
 
     def fields(self, raw: int, level: Level) -> list[Field]:
         out = [Field("valid", raw & 1), Field("type", raw >> 1 & 1)]

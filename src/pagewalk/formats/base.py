@@ -15,238 +15,32 @@ VPN[i].
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, NewType
 
-import numpy as np
-import numpy.typing as npt
-
-U64Array = npt.NDArray[np.uint64]
-BoolArray = npt.NDArray[np.bool_]
-
-VirtAddr = NewType("VirtAddr", int)
-PhysAddr = NewType("PhysAddr", int)
-
-KiB = 1 << 10
-MiB = 1 << 20
-GiB = 1 << 30
-TiB = 1 << 40
-
-
-class Perm(enum.IntFlag):
-    """Portable permissions of a mapping. Each codec translates them, polarities included."""
-
-    NONE = 0
-    READ = 1
-    WRITE = 2
-    EXEC = 4
-    USER = 8
-    GLOBAL = 16
-
-    @classmethod
-    def parse(cls, text: str) -> Perm:
-        """Parse ``"rwxug"``-style letters (any order, ``-`` ignored)."""
-        letters = {"r": cls.READ, "w": cls.WRITE, "x": cls.EXEC, "u": cls.USER, "g": cls.GLOBAL}
-        perm = cls.NONE
-        for ch in text.lower():
-            if ch == "-":
-                continue
-            if ch not in letters:
-                raise ValueError(f"unknown permission letter {ch!r} in {text!r} (use r w x u g)")
-            perm |= letters[ch]
-        return perm
-
-    def letters(self) -> str:
-        """``rwxu``-style text, with ``-`` for a missing permission."""
-        out = "".join(
-            ch if self & flag else "-"
-            for ch, flag in (("r", Perm.READ), ("w", Perm.WRITE), ("x", Perm.EXEC))
-        )
-        out += "u" if self & Perm.USER else "k"
-        out += "g" if self & Perm.GLOBAL else "-"
-        return out
-
-
-#: Everything a table entry can allow: tables only ever take permissions away.
-ALL_PERMS = Perm.READ | Perm.WRITE | Perm.EXEC | Perm.USER
-#: every Perm value by its int, so hot decoders combine plain ints and look up once
-PERMS: tuple[Perm, ...] = tuple(Perm(i) for i in range(32))
-
-
-class MemType(enum.Enum):
-    """Portable memory types, resolved per architecture (x86 PAT, Arm MAIR, RISC-V PBMT)."""
-
-    NORMAL = "normal"  # write-back cacheable
-    WRITE_THROUGH = "write-through"
-    WRITE_COMBINING = "write-combining"  # x86 WC, Arm Normal non-cacheable, RISC-V NC
-    WRITE_PROTECT = "write-protect"  # x86 WP
-    UNCACHED_MINUS = "uncached-minus"  # x86 UC-
-    UNCACHED = "uncached"  # x86 UC
-    DEVICE = "device"  # Arm Device-nGnRE, x86 UC, RISC-V IO
-    DEVICE_STRICT = "device-strict"  # Arm Device-nGnRnE, x86 UC, RISC-V IO
-
-
-class EntryKind(enum.Enum):
-    """What a decoded entry is."""
-
-    INVALID = "invalid"
-    TABLE = "table"
-    LEAF = "leaf"
-
-
-@dataclass(frozen=True, slots=True)
-class Level:
-    """One level of a walk.
-
-    Attributes:
-        depth: 0 for the leaf table, up to ``levels - 1`` for the root.
-        number: the architecture's own number for this level (reported in faults).
-        name: the manual's name (PML4, PDPT, PD, PT, L0..L3, VPN[i]).
-        shift: the VA bit where this level's index starts.
-        bits: the number of index bits (the root may have fewer than the others).
-        leaf_size: the size of a leaf at this level, or 0 if no leaf may stand here.
-    """
-
-    depth: int
-    number: int
-    name: str
-    shift: int
-    bits: int
-    leaf_size: int
-    #: mask of the index after shifting (derived)
-    mask: int = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "mask", (1 << self.bits) - 1)
-
-    @property
-    def entries(self) -> int:
-        """How many entries a table of this level holds."""
-        return 1 << self.bits
-
-    @property
-    def span(self) -> int:
-        """Bytes of VA that one entry of this level covers."""
-        return 1 << self.shift
-
-    def index(self, va: int) -> int:
-        """This level's index for ``va``."""
-        return (va >> self.shift) & ((1 << self.bits) - 1)
-
-
-@dataclass(frozen=True, slots=True)
-class Half:
-    """A part of the VA space with its own root register (x86: the one CR3; Arm: TTBR0/TTBR1).
-
-    Attributes:
-        root: which root register serves it (index into the roots tuple).
-        name: the register's name (``CR3``, ``TTBR0_EL1``, ``satp``).
-        levels: root first, leaf table last.
-        va_start: the lowest VA of the half (canonical form).
-        va_end: one past the highest VA of the half (canonical form; may be 2**64).
-        table_align: the alignment the root table needs (PAE: 32, Arm: the root table's size).
-    """
-
-    root: int
-    name: str
-    levels: tuple[Level, ...]
-    va_start: int
-    va_end: int
-    table_align: int
-
-    def contains(self, va: int) -> bool:
-        """Whether ``va`` falls in this half."""
-        return self.va_start <= va < self.va_end
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A decoded entry.
-
-    Attributes:
-        kind: invalid, table pointer or leaf.
-        raw: the raw value.
-        address: the next table's PA (TABLE) or the leaf's output base PA (LEAF).
-        size: the leaf's page size in bytes (LEAF only).
-        perm: for a leaf, what it allows; for a table, what it still allows below it.
-        memtype: the leaf's memory type (when the format can tell).
-        fault: None, or the fault kind this entry raises during a walk.
-        reason: why the entry faults (which bit, which rule).
-    """
-
-    kind: EntryKind
-    raw: int
-    address: int = 0
-    size: int = 0
-    perm: Perm = Perm.NONE
-    memtype: MemType | str | None = None
-    fault: str | None = None
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Field:
-    """One decoded field of an entry for display: the manual's name and its value."""
-
-    name: str
-    value: int
-    width: int = 1
-
-    def __str__(self) -> str:
-        if self.width == 1:
-            return self.name if self.value else ""
-        return f"{self.name}={self.value:#x}" if self.value > 9 else f"{self.name}={self.value}"
-
-
-@dataclass(frozen=True, slots=True)
-class ArchFacts:
-    """What code outside ``formats/`` may ask about an architecture, as data.
-
-    Consumers (the MMU, the batch and compiled walkers, the kernel, the inspectors, the CLI)
-    read these fields instead of testing the mode's class or name, so a new architecture is a
-    new ``formats`` module plus its register rules, not a dozen edits elsewhere.
-
-    Attributes:
-        family: ``x86``, ``arm`` or ``riscv``: the key for per-architecture modules (register
-            rules, QEMU text formats), never to be compared against elsewhere.
-        half_select_bit: the VA bit that picks the root register, when one bit does (AArch64:
-            bit 55 picks TTBR1_EL1, Arm ARM D8.2.3); None when the halves are sign ranges of one
-            root.
-        kernel_root: the root register that serves the kernel half by itself (AArch64:
-            TTBR1_EL1 = 1), or None when one root table holds both halves (x86 and RISC-V: the
-            kernel half is the upper half of the root table's entries).
-        needs_bbm: changing a live valid entry's output or size needs break-before-make
-            (Arm ARM D8.16.1).
-        pcid: the root register can tag translations with a PCID (x86 long mode, SDM §4.10.1).
-        global_pages: CR4.PGE gates the G bit (x86, SDM §4.10.2.4).
-        protection_keys: leaves carry a protection key in bits 62:59 (x86 long mode, §4.6.2).
-        table_accessed: the walker sets A in the paging-structure entries it uses (x86, §4.8).
-        va_bits: the width of a VA as printed (32 or 64).
-    """
-
-    family: str
-    half_select_bit: int | None = None
-    kernel_root: int | None = None
-    needs_bbm: bool = False
-    pcid: bool = False
-    global_pages: bool = False
-    protection_keys: bool = False
-    table_accessed: bool = False
-    va_bits: int = 64
-
-
-@dataclass(frozen=True)
-class ModeInfo:
-    """Static facts of a mode, for listing and help text."""
-
-    name: str
-    title: str
-    entry_size: int
-    manual: str
-    options: dict[str, Any] = field(default_factory=dict)
+from pagewalk.formats.model import (
+    ALL_PERMS,
+    PERMS,
+    Acc,
+    ArchFacts,
+    BoolArray,
+    Entry,
+    EntryKind,
+    Field,
+    GiB,
+    Half,
+    KiB,
+    LeafState,
+    Level,
+    MemType,
+    MiB,
+    Perm,
+    PhysAddr,
+    Rights,
+    TiB,
+    U64Array,
+    VirtAddr,
+)
 
 
 class PagingMode(ABC):
@@ -284,9 +78,16 @@ class PagingMode(ABC):
         """The halves of the VA space, each with its levels."""
 
     @property
-    @abstractmethod
     def facts(self) -> ArchFacts:
-        """The architecture facts other layers need (see :class:`ArchFacts`)."""
+        """The architecture facts other layers need (see :class:`ArchFacts`), computed once."""
+        facts: ArchFacts | None = self.__dict__.get("_facts")
+        if facts is None:
+            facts = self.__dict__["_facts"] = self.arch_facts()
+        return facts
+
+    @abstractmethod
+    def arch_facts(self) -> ArchFacts:
+        """This mode's :class:`ArchFacts` (a pure function of its settings)."""
 
     def half_for(self, va: int) -> Half | None:
         """The half that serves ``va``, or None if ``va`` is not canonical."""
@@ -367,21 +168,48 @@ class PagingMode(ABC):
     def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
         """Output (leaf) or next-table (not leaf) addresses of ``raws`` (vectorised)."""
 
+    # -------------------------------------------------- the permission model (one fold)
+    def walk_start(self) -> Acc:
+        """What a walk starts with before the root's entry is folded in."""
+        return (False, False, False, False)
+
+    @abstractmethod
+    def fold_table(self, half: Half, level: Level, raw: int, acc: Acc) -> Acc:
+        """Fold one valid pointer entry read at ``level`` into what is passed down."""
+
+    @abstractmethod
+    def leaf_state(self, raw: int, acc: Acc, pge: bool = True) -> LeafState:
+        """A valid leaf's rights and A/D state under ``acc`` (``pge``: x86 CR4.PGE)."""
+
+    @abstractmethod
+    def table_perm(self, acc: Acc) -> Perm:
+        """The most any leaf below pointers that passed down ``acc`` may allow (no GLOBAL)."""
+
+    def table_accessed(self, level: Level, raw: int) -> int:
+        """``raw`` as the walker leaves a pointer entry it used (x86 sets A, SDM §4.8)."""
+        return raw
+
+    def mark_leaf(self, raw: int, write: bool, dbm: bool, svadu: bool) -> int:
+        """``raw`` after an allowed access sets the leaf's A/D state (a no-op by default)."""
+        return raw
+
     def effective(self, path: Sequence[Entry], half: Half | None = None) -> Perm:
         """Portable effective permission over a walk's entries (root first).
 
-        The default is the AND of every entry's ``perm``, with GLOBAL taken from the leaf.
-        ``half`` is the half the walk went through (it matters where the halves differ, such
-        as Arm's TCR_EL1.HPD0/HPD1).
+        The same fold the walker and the MMU use (:meth:`fold_table`, :meth:`leaf_state`), so
+        there is one permission model. ``half`` is the half the walk went through (it matters
+        where the halves differ, such as Arm's TCR_EL1.HPD0/HPD1); without it the first half's
+        levels and settings apply.
         """
-        perm = ALL_PERMS
-        for entry in path:
-            perm &= entry.perm | Perm.GLOBAL
+        levels = (half or self.halves[0]).levels
+        acc = self.walk_start()
+        for entry, level in zip(path, levels, strict=False):
+            if entry.kind is EntryKind.TABLE:
+                acc = self.fold_table(half or self.halves[0], level, entry.raw, acc)
         if path and path[-1].kind is EntryKind.LEAF:
-            perm = (perm & ~Perm.GLOBAL) | (path[-1].perm & Perm.GLOBAL)
-        else:
-            perm &= ~Perm.GLOBAL
-        return perm
+            state = self.leaf_state(path[-1].raw, acc)
+            return state.rights.perm(state.global_)
+        return self.table_perm(acc)
 
     def canonical(self, va: int) -> int:
         """``va`` in canonical form, for modes that sign-extend (identity otherwise)."""
@@ -448,3 +276,29 @@ class PagingMode(ABC):
         """One line that names the mode and its settings."""
         regs = ", ".join(f"{k}={v:#x}" for k, v in self.registers().items())
         return f"{self.name} ({regs})" if regs else self.name
+
+
+__all__ = [
+    "ALL_PERMS",
+    "PERMS",
+    "Acc",
+    "ArchFacts",
+    "BoolArray",
+    "Entry",
+    "EntryKind",
+    "Field",
+    "GiB",
+    "Half",
+    "KiB",
+    "LeafState",
+    "Level",
+    "MemType",
+    "MiB",
+    "PagingMode",
+    "Perm",
+    "PhysAddr",
+    "Rights",
+    "TiB",
+    "U64Array",
+    "VirtAddr",
+]

@@ -23,17 +23,20 @@ import numpy as np
 from pagewalk.errors import ConfigError, EntryFormatError, hx
 from pagewalk.formats.base import (
     ALL_PERMS,
+    Acc,
     ArchFacts,
     BoolArray,
     Entry,
     EntryKind,
     Field,
     Half,
+    LeafState,
     Level,
     MemType,
     MiB,
     PagingMode,
     Perm,
+    Rights,
     U64Array,
 )
 
@@ -64,8 +67,7 @@ class RiscVMode(PagingMode):
     non_canonical_kind = "page-fault"
     root_names = ("satp",)
 
-    @property
-    def facts(self) -> ArchFacts:
+    def arch_facts(self) -> ArchFacts:
         return ArchFacts("riscv", va_bits=32 if self.name == "sv32" else 64)
 
     def __init__(self, variant: str = "sv39", *, svpbmt: bool = False) -> None:
@@ -167,6 +169,22 @@ class RiscVMode(PagingMode):
             out.append(Field("PBMT", raw >> 61 & 3, 2))
         out.append(Field("PPN", (raw >> 10) & self._ppn_mask, 44))
         return out
+
+    # ------------------------------- permissions ("Virtual Address Translation Process")
+    def fold_table(self, half: Half, level: Level, raw: int, acc: Acc) -> Acc:
+        # G on a pointer makes every mapping below it global.
+        return (acc[0] or bool(raw & G), False, False, False)
+
+    def leaf_state(self, raw: int, acc: Acc, pge: bool = True) -> LeafState:
+        no_x = not raw & X
+        rights = Rights(bool(raw & R), bool(raw & W), bool(raw & U), no_x, no_x)
+        return LeafState(rights, acc[0] or bool(raw & G), bool(raw & A), bool(raw & D))
+
+    def table_perm(self, acc: Acc) -> Perm:
+        return ALL_PERMS
+
+    def mark_leaf(self, raw: int, write: bool, dbm: bool, svadu: bool) -> int:
+        return raw | A | (D if write else 0) if svadu else raw
 
     def encode_table(self, table_pa: int, level: Level, perm: Perm) -> int:
         self._check_pa(table_pa, 4096, level)

@@ -21,86 +21,58 @@ import numpy as np
 from pagewalk.errors import ConfigError, EntryFormatError, hx
 from pagewalk.formats.base import (
     PERMS,
+    Acc,
     ArchFacts,
     BoolArray,
     Entry,
     EntryKind,
     Field,
-    GiB,
     Half,
+    LeafState,
     Level,
     MemType,
-    MiB,
     PagingMode,
     Perm,
+    Rights,
     U64Array,
 )
-
-# Entry bits (Intel SDM vol. 3A tables 4-14 to 4-20).
-P = 1 << 0
-RW = 1 << 1
-US = 1 << 2
-PWT = 1 << 3
-PCD = 1 << 4
-A = 1 << 5
-D = 1 << 6
-PS = 1 << 7
-G = 1 << 8
-PAT_PTE = 1 << 7
-PAT_LARGE = 1 << 12
-XD = 1 << 63
-
-# Control-register bits.
-CR0_WP = 1 << 16
-CR0_PG = 1 << 31
-CR4_PSE = 1 << 4
-CR4_PAE = 1 << 5
-CR4_PGE = 1 << 7
-CR4_LA57 = 1 << 12
-CR4_PCIDE = 1 << 17
-CR4_SMEP = 1 << 20
-CR4_SMAP = 1 << 21
-CR4_PKE = 1 << 22
-EFER_LME = 1 << 8
-EFER_NXE = 1 << 11
-
-#: IA32_PAT at reset (SDM vol. 3A table 11-12): WB WT UC- UC WB WT UC- UC.
-PAT_RESET = 0x0007040600070406
-
-# PAT memory-type encodings (SDM vol. 3A table 11-10).
-_PAT_TYPES: dict[int, MemType] = {
-    0x00: MemType.UNCACHED,
-    0x01: MemType.WRITE_COMBINING,
-    0x04: MemType.WRITE_THROUGH,
-    0x05: MemType.WRITE_PROTECT,
-    0x06: MemType.NORMAL,
-    0x07: MemType.UNCACHED_MINUS,
-}
-_WANTED_PAT: dict[MemType, tuple[int, ...]] = {
-    MemType.NORMAL: (0x06,),
-    MemType.WRITE_THROUGH: (0x04,),
-    MemType.WRITE_COMBINING: (0x01,),
-    MemType.WRITE_PROTECT: (0x05,),
-    MemType.UNCACHED_MINUS: (0x07,),
-    MemType.UNCACHED: (0x00,),
-    MemType.DEVICE: (0x00,),
-    MemType.DEVICE_STRICT: (0x00,),
-}
+from pagewalk.formats.x86_bits import (
+    _PAT_TYPES,
+    _WANTED_PAT,
+    CR0_PG,
+    CR0_WP,
+    CR4_LA57,
+    CR4_PAE,
+    CR4_PKE,
+    CR4_PSE,
+    EFER_LME,
+    EFER_NXE,
+    PAT_LARGE,
+    PAT_PTE,
+    PAT_RESET,
+    PCD,
+    PDPTE_LENIENT,
+    PS,
+    PWT,
+    RW,
+    US,
+    XD,
+    A,
+    D,
+    G,
+    P,
+    bits,
+    x86_halves,
+    x86_masks,
+)
 
 _VARIANTS = ("x86", "pae", "x86_64", "la57")
 
-#: PAE PDPTE bits the SDM reserves (table 4-8) and QEMU's walker neither checks nor keeps clear
-PDPTE_LENIENT = 0b1_1110_0110
 #: why a PAE PDPTE may carry them (said in fault reasons and lint findings)
 QEMU_PDPTE_NOTE = (
     "QEMU's walker sets Accessed (bit 5) in PAE PDPTEs and ignores bits 2:1 and 8:5, "
     "where a real CPU raises #GP at the MOV CR3 that loads them"
 )
-
-
-def _bits(hi: int, lo: int) -> int:
-    """Mask of bits hi..lo inclusive."""
-    return ((1 << (hi + 1)) - 1) & ~((1 << lo) - 1) if hi >= lo else 0
 
 
 class X86Mode(PagingMode):
@@ -119,8 +91,7 @@ class X86Mode(PagingMode):
             accepted, as QEMU's walker does (see :meth:`lenient_bits`).
     """
 
-    @property
-    def facts(self) -> ArchFacts:
+    def arch_facts(self) -> ArchFacts:
         long_mode = self.name in ("x86_64", "la57")
         return ArchFacts(
             "x86",
@@ -171,82 +142,14 @@ class X86Mode(PagingMode):
         self.pa_bits = min(maxphyaddr, 40) if variant == "x86" else maxphyaddr
         # CR3 is 32 bits outside IA-32e mode (SDM vol. 3A 4.3, 4.4.1)
         self.root_bits = 32 if variant in ("x86", "pae") else maxphyaddr
-        self._build_levels()
-        self._build_masks()
-
-    # ----------------------------------------------------------------- levels and halves
-    def _build_levels(self) -> None:
-        v = self.name
-        if v == "x86":
-            large = 4 * MiB if self.pse else 0
-            levels: tuple[Level, ...] = (
-                Level(1, 2, "PD", 22, 10, large),
-                Level(0, 1, "PT", 12, 10, 4096),
-            )
-            self._halves: tuple[Half, ...] = (Half(0, "CR3", levels, 0, 1 << 32, 4096),)
-            return
-        if v == "pae":
-            levels = (
-                Level(2, 3, "PDPT", 30, 2, 0),
-                Level(1, 2, "PD", 21, 9, 2 * MiB),
-                Level(0, 1, "PT", 12, 9, 4096),
-            )
-            self._halves = (Half(0, "CR3", levels, 0, 1 << 32, 32),)
-            return
-        top: tuple[Level, ...] = (Level(3, 4, "PML4", 39, 9, 0),)
-        if v == "la57":
-            top = (Level(4, 5, "PML5", 48, 9, 0), Level(3, 4, "PML4", 39, 9, 0))
-        levels = (
-            *top,
-            Level(2, 3, "PDPT", 30, 9, GiB if self.pdpe1gb else 0),
-            Level(1, 2, "PD", 21, 9, 2 * MiB),
-            Level(0, 1, "PT", 12, 9, 4096),
-        )
-        va_bits = 57 if v == "la57" else 48
-        half = 1 << (va_bits - 1)
-        self._halves = (
-            Half(0, "CR3", levels, 0, half, 4096),
-            Half(0, "CR3", levels, (1 << 64) - half, 1 << 64, 4096),
-        )
+        self._halves = x86_halves(variant, self.pse, pdpe1gb)
+        masks = x86_masks(variant, self.pa_bits, self.nxe, strict, pdpe1gb)
+        self._rsv_table, self._rsv_leaf = masks.rsv_table, masks.rsv_leaf
+        self._addr_table, self._addr_leaf = masks.addr_table, masks.addr_leaf
 
     @property
     def halves(self) -> tuple[Half, ...]:
         return self._halves
-
-    def _build_masks(self) -> None:
-        """Precompute, per depth, the reserved bits of table entries and of leaves."""
-        m = self.pa_bits
-        depths = len(self._halves[0].levels)
-        self._rsv_table = [0] * depths
-        self._rsv_leaf = [0] * depths
-        self._addr_leaf = [0] * depths
-        if not self.wide:
-            self._addr_table = 0xFFFFF000
-            self._addr_leaf[0] = 0xFFFFF000
-            # 4-MByte PDE: bit 21 reserved, and PSE-36 bits above MAXPHYADDR (SDM table 4-4).
-            self._rsv_leaf[1] = _bits(21, 13 + m - 32)
-            self._addr_leaf[1] = 0xFFC00000
-            return
-        above = _bits(51, m)
-        high = above | (0 if self.nxe else XD)
-        if self.name == "pae":
-            high = _bits(62, m) | (0 if self.nxe else XD)
-        self._addr_table = _bits(m - 1, 12)
-        for depth in range(depths):
-            self._rsv_table[depth] = high
-            self._rsv_leaf[depth] = high
-        self._addr_leaf[0] = _bits(m - 1, 12)
-        self._addr_leaf[1] = _bits(m - 1, 21)
-        self._rsv_leaf[1] |= _bits(20, 13)
-        if self.name == "pae":
-            # PDPTEs: bits 63:MAXPHYADDR reserved (no XD in a PDPTE); 2:1 and 8:5 only if strict.
-            self._rsv_table[2] = _bits(63, m) | (PDPTE_LENIENT if self.strict else 0)
-        else:
-            self._addr_leaf[2] = _bits(m - 1, 30)
-            self._rsv_leaf[2] |= _bits(29, 13)
-            # PS is reserved where no page may stand: PML4E/PML5E, and PDPTE without Page1GB.
-            for depth in range(3 if self.pdpe1gb else 2, depths):
-                self._rsv_table[depth] |= PS
 
     # ----------------------------------------------------------------------- decode
     def decode(self, raw: int, level: Level) -> Entry:
@@ -266,7 +169,7 @@ class X86Mode(PagingMode):
             address = raw & self._addr_table
             size = 0
         bits = 1  # READ; plain ints here, one table lookup at the end (IntFlag ops are slow)
-        pdpte = depth == 2 and self.name == "pae"
+        pdpte = self._pdpte(depth)
         if raw & RW or pdpte:
             bits |= 2
         if raw & US or pdpte:
@@ -324,7 +227,7 @@ class X86Mode(PagingMode):
     def fields(self, raw: int, level: Level) -> list[Field]:
         leaf = level.depth == 0 or bool(raw & PS and level.leaf_size)
         out = [Field("P", raw & 1)]
-        if self.name == "pae" and level.depth == 2:
+        if self._pdpte(level.depth):
             out += [Field("PWT", raw >> 3 & 1), Field("PCD", raw >> 4 & 1)]
         else:
             out += [
@@ -349,15 +252,46 @@ class X86Mode(PagingMode):
         out.append(Field("addr", entry.address, 64))
         return out
 
+    # ---------------------------------------------- permissions (SDM §4.6.1, §4.8)
+    def walk_start(self) -> Acc:
+        return (True, True, False, False)
+
+    def fold_table(self, half: Half, level: Level, raw: int, acc: Acc) -> Acc:
+        if self._pdpte(level.depth):
+            return acc  # PAE PDPTEs carry no R/W, U/S or XD
+        return (
+            acc[0] and bool(raw & RW),
+            acc[1] and bool(raw & US),
+            acc[2] or bool(self.nxe and raw & XD),
+            False,
+        )
+
+    def leaf_state(self, raw: int, acc: Acc, pge: bool = True) -> LeafState:
+        xd = acc[2] or bool(self.nxe and raw & XD)
+        key = (raw >> 59) & 0xF if self.facts.protection_keys else 0
+        rights = Rights(True, acc[0] and bool(raw & RW), acc[1] and bool(raw & US), xd, xd, key)
+        return LeafState(rights, pge and bool(raw & G), bool(raw & A), bool(raw & D))
+
+    def table_perm(self, acc: Acc) -> Perm:
+        perm = Perm.READ | (Perm.WRITE if acc[0] else Perm.NONE)
+        perm |= Perm.USER if acc[1] else Perm.NONE
+        return perm | (Perm.NONE if acc[2] else Perm.EXEC)
+
+    def table_accessed(self, level: Level, raw: int) -> int:
+        return raw if self._pdpte(level.depth) else raw | A  # PAE PDPTEs have no A bit
+
+    def mark_leaf(self, raw: int, write: bool, dbm: bool, svadu: bool) -> int:
+        return raw | A | (D if write else 0)
+
     # ----------------------------------------------------------------------- encode
     def encode_table(self, table_pa: int, level: Level, perm: Perm) -> int:
         self._check_pa(table_pa, 4096, level, 32 if not self.wide else self.pa_bits)
-        if self.name == "pae" and level.depth == 2:
+        if self._pdpte(level.depth):
             return table_pa | P
         return self.widen_table(table_pa | P, level, perm)
 
     def widen_table(self, raw: int, level: Level, perm: Perm) -> int:
-        if self.name == "pae" and level.depth == 2:
+        if self._pdpte(level.depth):
             return raw
         if perm & Perm.WRITE:
             raw |= RW
@@ -398,7 +332,7 @@ class X86Mode(PagingMode):
         self._check_pa(new_pa, new_level.leaf_size, new_level, limit)
         attrs = raw & ~self._addr_leaf[level.depth]
         if not self.wide and large:
-            attrs &= ~_bits(20, 13)
+            attrs &= ~bits(20, 13)
         pat = attrs & (PAT_LARGE if large else PAT_PTE)
         attrs &= ~(PAT_LARGE | PS) if large else ~PAT_PTE
         if new_large:
@@ -426,7 +360,7 @@ class X86Mode(PagingMode):
         if not leaf:
             return self._addr_table
         if not self.wide and level.depth == 1:
-            return 0xFFC00000 | (_bits(13 + self.pa_bits - 33, 13) if self.pa_bits > 32 else 0)
+            return 0xFFC00000 | (bits(13 + self.pa_bits - 33, 13) if self.pa_bits > 32 else 0)
         return self._addr_leaf[level.depth]
 
     def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
@@ -456,7 +390,7 @@ class X86Mode(PagingMode):
             return value & 0xFFFFF000
         if self.name == "pae":
             return value & 0xFFFFFFE0
-        return value & _bits(self.pa_bits - 1, 12)
+        return value & bits(self.pa_bits - 1, 12)
 
     def canonical(self, va: int) -> int:
         if not self.wide or self.name == "pae":

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pagewalk.errors import DumpError, hx
-from pagewalk.formats.x86 import CR0_PG, CR4_LA57, CR4_PAE, EFER_LME, EFER_NXE
+from pagewalk.formats.x86_bits import CR0_PG, CR4_LA57, CR4_PAE, EFER_LME, EFER_NXE
 from pagewalk.memory.elfcore import Core
 
 # TCR_EL1 granule encodings (Arm ARM D19 TCR_EL1.TG0/TG1) and fields.

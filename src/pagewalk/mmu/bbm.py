@@ -27,15 +27,13 @@ that writes invalid and then valid between two notifications looks like one dire
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pagewalk.errors import hx
 from pagewalk.flush import Flush
 from pagewalk.formats.base import Entry, EntryKind, Level
+from pagewalk.mmu.view import MMUView
 from pagewalk.mmu.walker import Translation
-
-if TYPE_CHECKING:
-    from pagewalk.mmu.core import MMU
 
 
 @dataclass
@@ -84,7 +82,7 @@ class BreakBeforeMake:
         limit: the most entries watched at once (the oldest are forgotten first).
     """
 
-    def __init__(self, mmu: MMU, limit: int = 1 << 16) -> None:
+    def __init__(self, mmu: MMUView, limit: int = 1 << 16) -> None:
         self.mmu = mmu
         self.limit = limit
         self.watched: dict[int, _Watch] = {}

@@ -19,18 +19,17 @@ from typing import Any
 
 from pagewalk.errors import ConfigError, PageFault
 from pagewalk.flush import Flush
-from pagewalk.formats.aarch64 import AArch64Mode
 from pagewalk.formats.base import PagingMode
-from pagewalk.mmu.access import refusal
 from pagewalk.mmu.bbm import BreakBeforeMake
 from pagewalk.mmu.cpu import CPU
-from pagewalk.mmu.faults import rights_fault, walk_fault
+from pagewalk.mmu.faults import walk_fault
 from pagewalk.mmu.maintenance import Maintenance
-from pagewalk.mmu.regs import Regs, RiscvRegs, X86Regs, access_kind, check_regs, default_regs
+from pagewalk.mmu.regs import Regs, access_kind, check_regs, default_regs
 from pagewalk.mmu.regs import is_user as _is_user
+from pagewalk.mmu.rules import rules_for
 from pagewalk.mmu.stale import StaleDetector
 from pagewalk.mmu.tlb import TLB, TLBConfig
-from pagewalk.mmu.walker import EntryMemory, Translation, arch_of, mark_leaf, walk_access
+from pagewalk.mmu.walker import EntryMemory, Translation, mark_leaf, walk_access
 
 
 class MMU(Maintenance):
@@ -60,24 +59,23 @@ class MMU(Maintenance):
     ) -> None:
         self.mem = mem
         self.mode = mode
-        self.arch = arch_of(mode)
+        self.rules = rules_for(mode)
+        self.arch = mode.facts.family
         self.regs = default_regs(mode) if regs is None else regs
         check_regs(mode, self.regs)
         self.cpu = CPU(mode)
         self.tlb = TLB(mode, tlb)
         self.detector = StaleDetector(self, raise_on_stale) if checking else None
         if bbm is None:
-            bbm = checking and isinstance(mode, AArch64Mode)
+            bbm = checking and mode.facts.needs_bbm
         self.bbm = BreakBeforeMake(self) if bbm else None
-        self.peers: list[MMU] = [self]  # the inner-shareable domain (TLBI ... IS forms)
+        self.peers: list[Maintenance] = [self]  # the inner-shareable domain (TLBI ... IS forms)
 
     # ------------------------------------------------------------------ set-up
     @property
     def asid(self) -> int:
         """The current ASID (Arm, RISC-V) or PCID (x86; 0 unless CR4.PCIDE=1)."""
-        if isinstance(self.regs, X86Regs) and not self.regs.pcide:
-            return 0
-        return self.cpu.asid
+        return self.rules.asid(self.regs, self.cpu.asid)
 
     def attach(self, space: Any, asid: int = 0) -> None:
         """Install ``space`` (load its roots with ``asid``) and follow its changes.
@@ -98,7 +96,7 @@ class MMU(Maintenance):
 
     def share_domain(self, *others: MMU) -> None:
         """Put this MMU and ``others`` in one inner-shareable domain (for TLBI ... IS)."""
-        domain = list(dict.fromkeys([*self.peers, *others]))
+        domain: list[Maintenance] = list(dict.fromkeys([*self.peers, *others]))
         for mmu in domain:
             mmu.peers = domain
 
@@ -134,13 +132,9 @@ class MMU(Maintenance):
             stats.walks += 1
         return self._miss(va, access, user)
 
-    def translate(self, va: int, kind: str = "read", privilege: str | bool = "supervisor") -> int:
-        """Alias of :meth:`access`."""
-        return self.access(va, kind, privilege)
-
     def walk(self, va: int, *, update: bool = False) -> Translation | PageFault:
         """A fresh walk of ``va`` under the current roots (no TLB, no A/D writes by default)."""
-        pge = self.regs.pge if isinstance(self.regs, X86Regs) else True
+        pge = self.rules.pge(self.regs)
         result = walk_access(
             self.mem, self.mode, self.cpu.roots, va, asid=self.asid, pge=pge, update=update
         )
@@ -149,7 +143,7 @@ class MMU(Maintenance):
         return walk_fault(self.mode, self.regs, va, result, "read", False)
 
     def _miss(self, va: int, access: str, user: bool) -> int:
-        pge = self.regs.pge if isinstance(self.regs, X86Regs) else True
+        pge = self.rules.pge(self.regs)
         result = walk_access(
             self.mem, self.mode, self.cpu.roots, va, asid=self.asid, pge=pge, pwc=self.tlb.pwc
         )
@@ -170,14 +164,16 @@ class MMU(Maintenance):
         return t
 
     def _finish(self, t: Translation, va: int, access: str, user: bool, cached: bool) -> int:
-        why = refusal(self.mode, t, access, user, self.regs)
+        why = self.rules.refusal(self.mode, t, access, user, self.regs)
         if why is not None:
-            if cached and self.arch == "x86":
+            if cached and self.rules.drops_on_fault:
                 self.tlb.drop(va, va + 1, asid=self.asid, walk_cache=False)
-            raise rights_fault(self.mode, self.regs, va, access, user, why, t.level, t.leaf_raw)
+            rules = self.rules
+            raise rules.rights_fault(
+                self.mode, self.regs, va, access, user, why, t.level, t.leaf_raw
+            )
         if not cached:
-            svadu = isinstance(self.regs, RiscvRegs) and self.regs.svadu
-            mark_leaf(self.mem, self.mode, t, access == "write", svadu)
+            mark_leaf(self.mem, self.mode, t, access == "write", self.rules.svadu(self.regs))
         return t.pa_of(va)
 
     def __repr__(self) -> str:

@@ -17,17 +17,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pagewalk.errors import ConfigError
 from pagewalk.formats.base import PagingMode
-from pagewalk.formats.x86 import CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_SMEP
+from pagewalk.formats.x86_bits import CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_SMEP
 from pagewalk.mmu.cpu import CPU
 from pagewalk.mmu.regs import Regs, X86Regs
 from pagewalk.mmu.tlb import TLB
-
-if TYPE_CHECKING:
-    from pagewalk.mmu.core import MMU
 
 #: CR3 bit 63: with CR4.PCIDE=1, a MOV to CR3 keeps the new PCID's entries
 CR3_NOFLUSH = 1 << 63
@@ -42,7 +37,7 @@ class Maintenance:
     regs: Regs
     cpu: CPU
     tlb: TLB
-    peers: list[MMU]
+    peers: list[Maintenance]
 
     @property
     def asid(self) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from pagewalk.formats.base import Half
-from pagewalk.mmu.walker import Acc, Hit
+from pagewalk.walk import Resume
 
 _Key = tuple[int, int, int]  # (root register, asid, va >> level shift)
 
@@ -27,11 +27,11 @@ class PagingStructureCache:
 
     def __init__(self, entries: int = 32) -> None:
         self.entries = entries
-        self._levels: dict[int, OrderedDict[_Key, Hit]] = {}
+        self._levels: dict[int, OrderedDict[_Key, Resume]] = {}
         self._shift: dict[int, int] = {}
         self.hits = 0
 
-    def lookup(self, half: Half, asid: int, va: int) -> Hit | None:
+    def lookup(self, half: Half, asid: int, va: int) -> Resume | None:
         """The deepest cached pointer for ``va`` (the walk resumes below it), or None."""
         for li in range(len(half.levels) - 2, -1, -1):
             cache = self._levels.get(li)
@@ -45,21 +45,12 @@ class PagingStructureCache:
                 return hit
         return None
 
-    def insert(
-        self,
-        half: Half,
-        asid: int,
-        li: int,
-        va: int,
-        table: int,
-        acc: Acc,
-        path: tuple[tuple[int, int, int, int], ...],
-    ) -> None:
+    def insert(self, half: Half, asid: int, li: int, va: int, below: Resume) -> None:
         """Remember the pointer entry read at level index ``li`` for ``va``."""
         cache = self._levels.setdefault(li, OrderedDict())
         self._shift[li] = half.levels[li].shift
         key = (half.root, asid, va >> half.levels[li].shift)
-        cache[key] = (li + 1, table, acc, path)
+        cache[key] = below
         cache.move_to_end(key)
         if len(cache) > self.entries:
             cache.popitem(last=False)

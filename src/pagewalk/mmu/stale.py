@@ -13,14 +13,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pagewalk.errors import PageFault, PagingError, hx
 from pagewalk.flush import Flush
+from pagewalk.mmu.view import MMUView
 from pagewalk.mmu.walker import Translation
-
-if TYPE_CHECKING:
-    from pagewalk.mmu.core import MMU
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ class StaleDetector:
         history: how many recent changes to remember.
     """
 
-    def __init__(self, mmu: MMU, raise_on_stale: bool = False, history: int = 4096) -> None:
+    def __init__(self, mmu: MMUView, raise_on_stale: bool = False, history: int = 4096) -> None:
         self.mmu = mmu
         self.raise_on_stale = raise_on_stale
         self.seq = 0

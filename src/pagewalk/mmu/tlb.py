@@ -78,11 +78,6 @@ class TLBStats:
         """Average memory reads per walk (lower with a paging-structure cache)."""
         return self.reads / self.walks if self.walks else 0.0
 
-    def reset(self) -> None:
-        """Zero every counter."""
-        for name in ("hits", "misses", "walks", "reads", "evictions", "invalidated"):
-            setattr(self, name, 0)
-
 
 class _Array:
     """One set-associative array of entries of one page size."""
