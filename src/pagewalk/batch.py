@@ -13,85 +13,39 @@ spec "Virtual Address Translation Process").
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from pagewalk.formats.base import EntryKind, Half, Level, PagingMode, U64Array
-from pagewalk.walk import EntryReader
-
-
-class BatchReader(EntryReader, Protocol):
-    """What the batch walker needs from memory: vectorised RAM checks and gathers."""
-
-    def is_ram_array(self, pas: U64Array, n: int) -> npt.NDArray[np.bool_]: ...
-
-    def gather(self, pas: U64Array, entry_size: int) -> U64Array: ...
-
-
-#: fault kinds by code; code 0 means "translated"
-FAULT_KINDS = (
-    "",
-    "not-present",
-    "reserved",
-    "non-canonical",
-    "translation",
-    "access-flag",
-    "address-size",
-    "page-fault",
-    "bad-table",
+from pagewalk.batch_result import (
+    FAULT_CODES,
+    FAULT_KINDS,
+    NO_PA,
+    BatchResult,
+    I8Array,
+    fault_code,
 )
-_CODE = {kind: code for code, kind in enumerate(FAULT_KINDS)}
-NO_PA = np.uint64(0xFFFFFFFFFFFFFFFF)
-I8Array = npt.NDArray[np.int8]
+from pagewalk.errors import ConfigError
+from pagewalk.formats.base import EntryKind, Half, Level, PagingMode, U64Array
+from pagewalk.memory.protocols import BatchReader
 
+#: fault codes by kind (the old private name, imported by tests)
+_CODE = FAULT_CODES
+#: bits 63:56, the byte a tagged-address mode ignores (``mode.tbi``)
+TOP_BYTE_SHIFT = 56
 
-@dataclass
-class BatchResult:
-    """Arrays parallel to the input addresses.
-
-    Attributes:
-        pa: physical addresses; ``0xFFFFFFFFFFFFFFFF`` where the walk faulted.
-        page_size: leaf sizes; 0 where the walk faulted.
-        fault: fault codes (index into :data:`FAULT_KINDS`); 0 for a translation.
-        level: the architecture's level number of the fault; -1 when there is none.
-    """
-
-    pa: U64Array
-    page_size: U64Array
-    fault: I8Array
-    level: I8Array
-
-    @classmethod
-    def empty(cls, n: int) -> BatchResult:
-        """Uninitialised arrays for ``n`` results, to pass as ``out=`` chunk after chunk."""
-        return cls(np.empty(n, np.uint64), np.empty(n, np.uint64), np.empty(n, np.int8),
-                   np.empty(n, np.int8))  # fmt: skip
-
-    def head(self, n: int) -> BatchResult:
-        """The first ``n`` results (views, not copies)."""
-        return BatchResult(self.pa[:n], self.page_size[:n], self.fault[:n], self.level[:n])
-
-    def check_out(self, n: int) -> None:
-        """Raise ConfigError unless these arrays can take ``n`` results in place."""
-        from pagewalk.errors import ConfigError
-
-        want = (("pa", np.uint64), ("page_size", np.uint64), ("fault", np.int8), ("level", np.int8))
-        for name, dtype in want:
-            arr = getattr(self, name)
-            if arr.shape != (n,) or arr.dtype != dtype or not arr.flags.c_contiguous:
-                raise ConfigError(
-                    f"out.{name} must be a contiguous {np.dtype(dtype).name} array of {n} "
-                    f"elements (got {arr.dtype.name}{list(arr.shape)})"
-                )
-            if not arr.flags.writeable:
-                raise ConfigError(f"out.{name} is read-only")
-
-    def kinds(self) -> list[str | None]:
-        """Fault kinds as strings (None for a translation)."""
-        return [FAULT_KINDS[c] or None for c in self.fault.tolist()]
+__all__ = [
+    "FAULT_CODES",
+    "FAULT_KINDS",
+    "IMPLS",
+    "NO_PA",
+    "BatchReader",
+    "BatchResult",
+    "I8Array",
+    "Translator",
+    "group_shapes",
+    "translate_batch",
+]
 
 
 #: the implementations :func:`translate_batch` can use
@@ -132,8 +86,6 @@ class Translator:
     def __init__(
         self, mem: BatchReader, mode: PagingMode, roots: Sequence[int], *, impl: str = "auto"
     ) -> None:
-        from pagewalk.errors import ConfigError
-
         if impl not in IMPLS:
             raise ConfigError(f"unknown batch implementation {impl!r} (use {', '.join(IMPLS)})")
         self.mem, self.mode, self.roots = mem, mode, tuple(roots)
@@ -170,7 +122,7 @@ def _translate_numpy(
     out = BatchResult(
         np.full(n, NO_PA, dtype=np.uint64),
         np.zeros(n, dtype=np.uint64),
-        np.full(n, _CODE[mode.non_canonical_kind], dtype=np.int8),
+        np.full(n, FAULT_CODES[mode.non_canonical_kind], dtype=np.int8),
         np.full(n, -1 if mode.non_canonical_level is None else mode.non_canonical_level, np.int8),
     )
     for half in mode.halves:
@@ -181,24 +133,22 @@ def _translate_numpy(
 
 
 def _in_half(mode: PagingMode, half: Half, va: U64Array) -> npt.NDArray[np.bool_]:
-    """Which addresses the half serves (vectorised ``mode.half_for``)."""
+    """Which addresses the half serves (vectorised ``mode.half_for``).
+
+    Where the mode ignores the top byte for this root (``mode.tbi``), the range is checked on the
+    address with bits 63:56 replaced by copies of bit 55; where one VA bit picks the root
+    (``mode.facts.half_select_bit``), that bit must also equal the half's root index.
+    """
     probe = va
     if mode.tbi and mode.tbi[half.root]:
-        low56 = va & np.uint64((1 << 56) - 1)
-        probe = low56 | np.uint64(0xFF << 56) if half.root else low56
-        upper = (va >> np.uint64(55)) & np.uint64(1)
-        picked: npt.NDArray[np.bool_] = (
-            (upper == np.uint64(half.root))
-            & (probe >= np.uint64(half.va_start))
-            & (probe <= np.uint64(half.va_end - 1))
-        )
-        return picked
+        shift = np.int64(64 - TOP_BYTE_SHIFT)
+        probe = ((va.view(np.int64) << shift) >> shift).view(np.uint64)
     inside: npt.NDArray[np.bool_] = (probe >= np.uint64(half.va_start)) & (
         probe <= np.uint64(half.va_end - 1)
     )
-    if mode.name == "aarch64":
-        upper = (va >> np.uint64(55)) & np.uint64(1)
-        inside &= upper == np.uint64(half.root)
+    select = mode.facts.half_select_bit
+    if select is not None:
+        inside &= ((va >> np.uint64(select)) & np.uint64(1)) == np.uint64(half.root)
     return inside
 
 
@@ -213,7 +163,7 @@ def _walk_half(
 ) -> None:
     early = mode.root_fault(root, half)
     if early is not None:
-        out.fault[sel] = _CODE[early[0]]
+        out.fault[sel] = FAULT_CODES[early[0]]
         out.level[sel] = 0
         return
     esize = mode.entry_size
@@ -225,7 +175,7 @@ def _walk_half(
         entry_pa = table + index * np.uint64(esize)
         inside = mem.is_ram_array(entry_pa, esize)
         if not inside.all():
-            out.fault[active[~inside]] = _CODE["bad-table"]
+            out.fault[active[~inside]] = FAULT_CODES["bad-table"]
             out.level[active[~inside]] = level.number
             active, v, entry_pa = active[inside], v[inside], entry_pa[inside]
         raws = mem.gather(entry_pa, esize)
@@ -260,7 +210,7 @@ def _classify(
     """
     code = np.zeros(raws.size, dtype=np.int8)
     valid = (raws & np.uint64(1)) != 0
-    code[~valid] = _CODE[mode.not_present_kind]
+    code[~valid] = FAULT_CODES[mode.not_present_kind]
     leaf = np.zeros(raws.size, dtype=np.bool_)
     vidx = np.flatnonzero(valid)
     if not vidx.size:
@@ -274,8 +224,7 @@ def _classify(
     for rows, rep in group_shapes(keys):
         entry = mode.decode(int(vr[rep]), level)
         shape_leaf[rows] = entry.kind is EntryKind.LEAF
-        if entry.fault is not None:
-            shape_code[rows] = _CODE.get(entry.fault, _CODE["reserved"])
+        shape_code[rows] = fault_code(entry.fault)
     code[vidx] = shape_code
     leaf[vidx] = shape_leaf
     return code, leaf

@@ -108,6 +108,12 @@ def check_pair(image: str | os.PathLike[str], side: str | os.PathLike[str],
             f"register file {side} was written for a different image: it records "
             f"{hx(want['size'])} bytes, {image} has {hx(size)} ({hint})"
         )
+    outside = [b for b in blocks if b >= size]
+    if outside:
+        raise DumpError(
+            f"register file {side}: fingerprint block {hx(outside[0])} is outside the image "
+            f"({image} has {hx(size)} bytes; {hint})"
+        )
     if fingerprint(data, blocks) != want["fingerprint"]:
         raise DumpError(
             f"register file {side} was written for a different image: the contents of {image} "

@@ -356,6 +356,17 @@ def test_a_malformed_identity_is_bad_input(tmp_path: Path, bad: object) -> None:
     refused(run("maps", str(tmp_path / "a")), str(tmp_path / "a.json"), '"image" must be')
 
 
+@pytest.mark.parametrize("offset", [2**64, 2**63, "size"])
+def test_a_block_outside_the_image_is_bad_input(tmp_path: Path, offset: object) -> None:
+    """Offsets past the image (or past 64 bits) once overflowed in the fingerprint: exit 70."""
+    build_image(tmp_path / "a", 0x10000)
+    side = json.loads((tmp_path / "a.json").read_text())
+    size = side["image"]["size"]
+    side["image"]["blocks"] = [size if offset == "size" else offset]
+    (tmp_path / "a.json").write_text(json.dumps(side))
+    refused(run("maps", str(tmp_path / "a")), str(tmp_path / "a.json"), "outside the image")
+
+
 def test_old_register_files_without_identity_still_open(tmp_path: Path) -> None:
     build_image(tmp_path / "a", 0x10000)
     side = json.loads((tmp_path / "a.json").read_text())

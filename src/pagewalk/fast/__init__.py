@@ -2,152 +2,42 @@
 
 :class:`CompiledWalker` runs :mod:`pagewalk.batch`'s walk in C (``_walk.c``, loaded with
 ctypes): every address goes through every level in one compiled loop, with no numpy temporaries.
-The C code knows no architecture. Each mode arrives as numbers (:mod:`pagewalk.fast._rules`),
-and what an entry *means* comes from per-level hash tables of entry shapes (raw value with the
-address bits cleared) whose verdicts the scalar codec writes: the first time the loop meets a
-shape it stops that walk and reports a miss, Python decodes the shape with ``mode.decode``, and
-the walk runs again. So the fast path reaches the reference's verdicts by construction (Intel SDM
-vol. 3A ch. 4, Arm ARM D8, RISC-V privileged spec), and a property test checks it on every mode.
-The shape tables belong to the mode and are shared by all its walkers (several Translators, one
-per address space, live at once): a table that grows gets new arrays, so a walker points its
-levels at the current arrays before every call into C, and old arrays are never freed while C
-may still read them.
+The C code knows no architecture. Each mode arrives as numbers (:mod:`pagewalk.fast._rules`,
+and the mode's :class:`~pagewalk.formats.base.ArchFacts` for which VA bit picks the root and
+whether the top byte is ignored), and what an entry *means* comes from per-level hash tables of
+entry shapes (:mod:`pagewalk.fast.shapes`: raw value with the address bits cleared) whose
+verdicts the scalar codec writes: the first time the loop meets a shape it stops that walk and
+reports a miss, Python decodes the shape with ``mode.decode``, and the walk runs again. So the
+fast path reaches the reference's verdicts by construction (Intel SDM vol. 3A ch. 4, Arm ARM D8,
+RISC-V privileged spec), and a property test checks it on every mode. The shape tables are
+shared by all walkers of a mode, so a walker points its levels at the current arrays before
+every call into C.
 
 When the library is not built (no C compiler at install time), the mode cannot be reduced to
-numbers, or the memory is not one of the known byte-array backends, :func:`compiled_walker`
-returns None and callers use numpy.
+numbers, or the memory does not expose its bytes (:class:`pagewalk.memory.protocols.Segmented`),
+:func:`compiled_walker` returns None and callers use numpy.
 """
 
 from __future__ import annotations
 
 import ctypes
-import threading
-import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from pagewalk.batch import _CODE, NO_PA, BatchResult
+from pagewalk.batch_result import FAULT_CODES, NO_PA, BatchResult, fault_code
 from pagewalk.fast import _native
-from pagewalk.fast._rules import MASK64, LevelRules, level_rules
+from pagewalk.fast._rules import apply_leaf_rule
+from pagewalk.fast.shapes import ModePlan, ShapeTable, plan_for
 from pagewalk.formats.base import EntryKind, Level, PagingMode, U64Array
+from pagewalk.memory.protocols import Segmented, SegmentView
 
 _LIB = _native.load()
 #: whether the compiled walker was built and loads
 AVAILABLE = _LIB is not None
 #: addresses per call into C (bounds the miss buffers)
 CALL_CHUNK = 1 << 16
-_GOLDEN = 0x9E3779B97F4A7C15
-
-
-class ShapeTable:
-    """An open-addressing hash table of entry shapes, laid out as ``_walk.c`` reads it.
-
-    ``vals[h]`` is 0 for an empty slot, else ``0x80 | fault_code << 1 | leaf``. Growing
-    reallocates the arrays; the old ones are kept in ``retired`` (never freed), because every
-    walker of the mode points into them and another walker may be reading them right now.
-    """
-
-    def __init__(self, log_cap: int = 5) -> None:
-        self._allocate(log_cap)
-        self.count = 0
-        self.retired: list[tuple[U64Array, npt.NDArray[np.uint8]]] = []
-
-    def _allocate(self, log_cap: int) -> None:
-        self.log_cap = log_cap
-        self.keys: U64Array = np.zeros(1 << log_cap, dtype=np.uint64)
-        self.vals: npt.NDArray[np.uint8] = np.zeros(1 << log_cap, dtype=np.uint8)
-
-    def _slot(self, key: int) -> int:
-        mask = (1 << self.log_cap) - 1
-        h = ((key * _GOLDEN) & MASK64) >> (64 - self.log_cap)
-        while self.vals[h] and int(self.keys[h]) != key:
-            h = (h + 1) & mask
-        return h
-
-    def get(self, key: int) -> int | None:
-        """The stored value for ``key``, or None."""
-        h = self._slot(key)
-        return int(self.vals[h]) if self.vals[h] else None
-
-    def insert(self, key: int, val: int) -> bool:
-        """Store ``key`` (True if it was new); the table doubles at half load."""
-        h = self._slot(key)
-        if self.vals[h]:
-            return False
-        if 2 * (self.count + 1) > len(self.vals):
-            old = [(int(k), int(v)) for k, v in zip(self.keys, self.vals, strict=True) if v]
-            self.retired.append((self.keys, self.vals))
-            self._allocate(self.log_cap + 1)
-            self.count = 0
-            for k, v in old:
-                self.insert(k, v)
-            h = self._slot(key)
-        self.keys[h], self.vals[h] = key, val
-        self.count += 1
-        return True
-
-
-@dataclass
-class ModePlan:
-    """A mode reduced to numbers, with its shape tables (shared by every walker of the mode).
-
-    ``generation`` counts the times a table grew (and so moved): a walker whose pointers are
-    older points its levels at the current arrays before it calls into C. ``lock`` serialises
-    learning, so two threads cannot interleave inserts into one table.
-    """
-
-    rules: dict[Level, LevelRules]
-    shapes: dict[Level, ShapeTable] = field(default_factory=dict)
-    generation: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_PLANS: weakref.WeakKeyDictionary[PagingMode, ModePlan | None] = weakref.WeakKeyDictionary()
-
-
-def plan_for(mode: PagingMode) -> ModePlan | None:
-    """The mode's plan (cached per mode object), or None if it cannot be reduced."""
-    if mode in _PLANS:
-        return _PLANS[mode]
-    rules: dict[Level, LevelRules] = {}
-    plan: ModePlan | None = ModePlan(rules)
-    if len(mode.halves) > 2 or mode.entry_size not in (4, 8):
-        plan = None
-    for half in mode.halves:
-        if len(half.levels) > _native.MAX_LEVELS:
-            plan = None
-        for level in half.levels:
-            found = level_rules(mode, level)
-            if found is None:
-                plan = None
-            else:
-                rules[level] = found
-    if plan is not None:
-        plan.shapes = {level: ShapeTable() for level in rules}
-    _PLANS[mode] = plan
-    return plan
-
-
-def memory_segments(mem: Any) -> tuple[npt.NDArray[np.uint8], list[tuple[int, int, int]]] | None:
-    """The bytes of ``mem`` and its ``(start, end, file offset - PA)`` segments, or None.
-
-    Only the two byte-array backends qualify: simulated memory and dump files (raw, ELF core,
-    inflated compressed dumps).
-    """
-    from pagewalk.memory.dump import FileMemory
-    from pagewalk.memory.physical import PhysicalMemory
-
-    if isinstance(mem, PhysicalMemory):
-        return mem.array(), [(r.base, r.end, 0) for r in mem.regions]
-    if isinstance(mem, FileMemory):
-        # FileMemory keeps its mapped bytes private; the walk only reads them.
-        buf: npt.NDArray[np.uint8] = mem._u8
-        return buf, [(s.pa, s.pa + s.size, s.offset - s.pa) for s in mem.segments]
-    return None
 
 
 class CompiledWalker:
@@ -158,34 +48,30 @@ class CompiledWalker:
     """
 
     def __init__(
-        self,
-        mem: Any,
-        mode: PagingMode,
-        roots: Sequence[int],
-        plan: ModePlan,
-        view: tuple[npt.NDArray[np.uint8], list[tuple[int, int, int]]],
+        self, mode: PagingMode, roots: Sequence[int], plan: ModePlan, view: SegmentView
     ) -> None:
         assert _LIB is not None
         self.mode, self.plan = mode, plan
         self._fn = _LIB.pw_translate
-        self._buf, segs = view  # keeps the bytes alive as long as the walker
+        self._buf = view.buf  # keeps the bytes alive as long as the walker
         w = _native.PwWalker()
         w.buf = self._buf.ctypes.data
-        for i, (start, end, delta) in enumerate(segs):
+        for i, (start, end, delta) in enumerate(view.spans):
             w.seg_start[i], w.seg_end[i], w.seg_delta[i] = start, end, delta
-        w.nseg, w.esize, w.nhalves = len(segs), mode.entry_size, len(mode.halves)
-        w.nc_code = _CODE[mode.non_canonical_kind]
+        w.nseg, w.esize, w.nhalves = len(view.spans), mode.entry_size, len(mode.halves)
+        w.nc_code = FAULT_CODES[mode.non_canonical_kind]
         w.nc_level = -1 if mode.non_canonical_level is None else mode.non_canonical_level
-        w.np_code, w.bad_code = _CODE[mode.not_present_kind], _CODE["bad-table"]
+        w.np_code, w.bad_code = FAULT_CODES[mode.not_present_kind], FAULT_CODES["bad-table"]
         self._where: list[Level] = [mode.halves[0].levels[0]] * 16
         for h, half in enumerate(mode.halves):
             c = w.halves[h]
             c.lo, c.hi = half.va_start, half.va_end - 1
-            c.tbi = int(bool(mode.tbi and mode.tbi[half.root]))
-            c.split55 = int(mode.name == "aarch64")
+            select = mode.facts.half_select_bit
+            c.select_bit = -1 if select is None else select
+            c.ignore_top = int(bool(mode.tbi and mode.tbi[half.root]))
             c.root_index, c.root, c.nlevels = half.root, roots[half.root], len(half.levels)
             early = mode.root_fault(roots[half.root], half)
-            c.early_code = _CODE[early[0]] if early is not None else 0
+            c.early_code = FAULT_CODES[early[0]] if early is not None else 0
             for li, level in enumerate(half.levels):
                 self._where[h * 8 + li] = level
                 self._fill_level(c.levels[li], level)
@@ -232,8 +118,7 @@ class CompiledWalker:
                 level = self._where[w]
                 rules, table = plan.rules[level], plan.shapes[level]
                 mine = raws[where == w]
-                hit = (mine & np.uint64(rules.leaf_bits)) != 0
-                leafy = {0: False, 1: True, 2: hit, 3: ~hit}[rules.leaf_rule]
+                leafy = apply_leaf_rule(rules.leaf_rule, rules.leaf_bits, mine)
                 keys = np.where(
                     leafy,
                     mine & np.uint64(rules.shape_mask[1]),
@@ -243,8 +128,7 @@ class CompiledWalker:
                 size = len(table.vals)
                 for key, rep in zip(uniq.tolist(), first.tolist(), strict=True):
                     entry = self.mode.decode(int(mine[rep]), level)
-                    code = _CODE.get(entry.fault, _CODE["reserved"]) if entry.fault else 0
-                    val = 0x80 | (code << 1) | int(entry.kind is EntryKind.LEAF)
+                    val = 0x80 | (fault_code(entry.fault) << 1) | int(entry.kind is EntryKind.LEAF)
                     learned |= table.insert(int(key), val)
                 if len(table.vals) != size:
                     plan.generation += 1
@@ -293,15 +177,25 @@ class CompiledWalker:
         return out
 
 
-def compiled_walker(mem: Any, mode: PagingMode, roots: Sequence[int]) -> CompiledWalker | None:
+def compiled_walker(mem: object, mode: PagingMode, roots: Sequence[int]) -> CompiledWalker | None:
     """A compiled walker for this memory, mode and roots, or None when there is no fast path."""
-    if _LIB is None:
+    if _LIB is None or not isinstance(mem, Segmented):
         return None
     plan = plan_for(mode)
-    view = memory_segments(mem)
-    if plan is None or view is None or len(view[1]) > _native.MAX_SEGS:
+    if plan is None:
         return None
-    return CompiledWalker(mem, mode, roots, plan, view)
+    view = mem.segment_view()
+    if len(view.spans) > _native.MAX_SEGS:
+        return None
+    return CompiledWalker(mode, roots, plan, view)
 
 
-__all__ = ["AVAILABLE", "NO_PA", "CompiledWalker", "compiled_walker", "plan_for"]
+__all__ = [
+    "AVAILABLE",
+    "NO_PA",
+    "CompiledWalker",
+    "ModePlan",
+    "ShapeTable",
+    "compiled_walker",
+    "plan_for",
+]

@@ -17,7 +17,7 @@ from pathlib import Path
 MAX_LEVELS = 6
 MAX_SEGS = 64
 #: the interface version ``pw_abi()`` must return; a library built from older sources is ignored
-ABI = 2
+ABI = 3
 
 c_u64 = ctypes.c_uint64
 c_i64 = ctypes.c_int64
@@ -46,14 +46,19 @@ class PwLevel(ctypes.Structure):
 
 
 class PwHalf(ctypes.Structure):
-    """``pw_half``: the VA range a root register serves, and its levels."""
+    """``pw_half``: the VA range a root register serves, and its levels.
+
+    ``select_bit`` is -1 or the VA bit that must equal ``root_index`` (from
+    ``mode.facts.half_select_bit``); ``ignore_top`` means the range is checked with the top byte
+    ignored (bits 63:56 read as copies of bit 55; from ``mode.tbi``).
+    """
 
     _fields_ = [
         ("lo", c_u64),
         ("hi", c_u64),
         ("root", c_u64),
-        ("split55", c_i32),
-        ("tbi", c_i32),
+        ("select_bit", c_i32),
+        ("ignore_top", c_i32),
         ("root_index", c_i32),
         ("early_code", c_i32),
         ("nlevels", c_i32),

@@ -42,10 +42,11 @@ typedef struct {
 } pw_level;
 
 typedef struct {
-    uint64_t lo, hi;          /* inclusive VA range of the half (after the TBI probe) */
+    uint64_t lo, hi;          /* inclusive VA range of the half (of the probe, see below) */
     uint64_t root;
-    int32_t split55;          /* the half also needs VA bit 55 == root_index (AArch64) */
-    int32_t tbi;              /* top byte ignored: probe with bits 63:56 forced */
+    int32_t select_bit;       /* -1, or the VA bit that must equal root_index for this half */
+    int32_t ignore_top;       /* ignore the top byte when checking the range: the probe is the
+                               * VA with bits 63:56 replaced by copies of bit 55 */
     int32_t root_index;
     int32_t early_code;       /* nonzero: every walk in this half faults at once (level 0) */
     int32_t nlevels;
@@ -195,10 +196,10 @@ static inline int32_t select_half(const pw_walker *restrict w, uint64_t v) {
     for (int32_t h = 0; h < w->nhalves; h++) {
         const pw_half *c = &w->halves[h];
         uint64_t probe = v;
-        if (c->tbi)
-            probe = (v & ((1ULL << 56) - 1)) | (c->root_index ? (0xFFULL << 56) : 0);
+        if (c->ignore_top)
+            probe = (v & ((1ULL << 56) - 1)) | (((v >> 55) & 1) ? (0xFFULL << 56) : 0);
         if (probe < c->lo || probe > c->hi) continue;
-        if ((c->split55 || c->tbi) && (int32_t)((v >> 55) & 1) != c->root_index) continue;
+        if (c->select_bit >= 0 && (int32_t)((v >> c->select_bit) & 1) != c->root_index) continue;
         return h;
     }
     return -1;
@@ -277,7 +278,8 @@ general_any(const pw_walker *restrict w, const uint64_t *restrict va,
  * matches; a set one has bit 0 set, so a match implies a present entry. Two facts of the mode
  * are compile-time constants, so the compiler drops what they make dead: `plain` (every address
  * field is the raw entry under one mask, unshifted: x86, AArch64 without 52-bit addresses) and
- * `single` (one half and no tagged top byte: PAE; x86-64 and Sv39+ have two halves).
+ * `single` (one half, no ignored top byte and no select bit: PAE; x86-64 and Sv39+ have two
+ * halves).
  *
  * Walks go LANES at a time, level by level in step: the LANES reads of a level are independent,
  * so their cache misses overlap instead of queueing behind each other as the dependent reads of
@@ -437,14 +439,14 @@ fast_loop(const int plain, const int single, const pw_walker *restrict w,
                         w->seg_start[0], w->seg_end[0] - 7 - w->seg_start[0], pow, pa, psize,
                         fault, flevel};
 
-    /* A half whose VA range is a plain power-of-two span (no tagged top byte) can take a whole
-     * group in one test: every v - lo OR-ed together stays within the span. */
+    /* A half whose VA range is a plain power-of-two span (no ignored top byte, no select bit)
+     * can take a whole group in one test: every v - lo OR-ed together stays within the span. */
     uint64_t qlo[2] = {0, 0}, qwidth[2] = {0, 0};
     int32_t quick[2] = {0, 0};
     for (int hh = 0; hh < w->nhalves; hh++) {
         const pw_half *q = &w->halves[hh];
         qlo[hh] = q->lo, qwidth[hh] = q->hi - q->lo;
-        quick[hh] = !q->tbi && !q->split55 && !(qwidth[hh] & (qwidth[hh] + 1));
+        quick[hh] = !q->ignore_top && q->select_bit < 0 && !(qwidth[hh] & (qwidth[hh] + 1));
     }
     for (int64_t i = 0; i < n; i += LANES) {
         uint64_t vs[LANES];
@@ -514,7 +516,7 @@ static int fast_plain(const pw_walker *restrict w) {
 }
 
 /* The interface version: _native.ABI must match it. */
-int32_t pw_abi(void) { return 2; }
+int32_t pw_abi(void) { return 3; }
 
 /* Translate va[idx[k]] (or va[k] when idx is NULL) for k < n; see translate_loop. memo is the
  * caller's [16][2] table of the last clean shapes (zeros at first); it lasts from call to call,
@@ -526,7 +528,8 @@ int64_t pw_translate(const pw_walker *restrict w, const uint64_t *restrict va,
                      uint64_t *restrict miss_raw, uint64_t (*memo)[2]) {
     if (!idx && fast_ok(w)) {
         const int plain = fast_plain(w);
-        const int single = w->nhalves == 1 && !w->halves[0].tbi && !w->halves[0].split55;
+        const int single =
+            w->nhalves == 1 && !w->halves[0].ignore_top && w->halves[0].select_bit < 0;
         if (plain && single)
             return fast_loop(1, 1, w, va, n, pa, psize, fault, flevel, miss_idx, miss_where,
                              miss_raw, memo);

@@ -1,6 +1,9 @@
-"""Physical memory: simulated RAM (and, later, read-only dump backends).
+"""Physical memory: simulated RAM and read-only dumps, read through one ladder of protocols.
 
-See :mod:`pagewalk.memory.physical` for the model and the manual sections it follows.
+:mod:`pagewalk.memory.protocols` says what each layer needs from memory;
+:mod:`pagewalk.memory.segments` holds the reads shared by simulated RAM
+(:mod:`pagewalk.memory.physical`, where the manual sections are cited) and dump files
+(:mod:`pagewalk.memory.dump`, opened by :mod:`pagewalk.memory.files`).
 """
 
 from pagewalk.memory.physical import PhysicalMemory, Region, parse_size

@@ -31,7 +31,9 @@ import numpy as np
 import numpy.typing as npt
 
 from pagewalk.errors import DumpError, hx
-from pagewalk.memory.dump import FileMemory, Segment, map_file
+from pagewalk.memory.dump import FileMemory
+from pagewalk.memory.files import map_file
+from pagewalk.memory.protocols import Segment
 
 #: QEMUCPUState (x86): version, size, 16 GPRs, rip, rflags, 10 segments of 24 bytes, cr[5]
 _QEMU_X86_CR = 8 + 16 * 8 + 2 * 8 + 10 * 24

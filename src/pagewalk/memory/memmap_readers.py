@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pagewalk.errors import ConfigError, MemoryMapError, hx
-from pagewalk.memory.dump import read_regular_file
+from pagewalk.memory.files import read_regular_file
 from pagewalk.memory.memmap import FRAME_SIZE, MemoryMap, MemoryRegion, RegionType, shown
 from pagewalk.memory.physical import parse_size
 

@@ -3,6 +3,8 @@
 The whole physical address range up to the end of the highest region is one anonymous private
 mapping (``MAP_NORESERVE``), viewed as a numpy array, so a 64 GiB machine costs only the pages
 that are touched. Reads and writes outside the RAM regions raise :class:`PhysicalMemoryError`.
+The reads are those of every segmented memory (:mod:`pagewalk.memory.segments`: each region is
+a segment at its own PA); this module adds the writes and the image file.
 An image is a raw file whose offset is the physical address; it is written through
 :mod:`pagewalk.safeio` (a temporary file, then a rename; never onto a link or a device), so a
 crash never leaves half an image, and untouched memory is left as holes in a sparse file.
@@ -13,18 +15,18 @@ them (Intel SDM vol. 3A §4.1: tables live in physical memory; likewise Arm ARM 
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import mmap
 import os
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from pagewalk.errors import ConfigError, PhysicalMemoryError, hx
+from pagewalk.memory.protocols import Region, Segment
+from pagewalk.memory.segments import SegmentedMemory
 from pagewalk.safeio import Output, Source, replacing
 
 MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)
@@ -35,21 +37,7 @@ _U64 = struct.Struct("<Q")
 
 U64Array = npt.NDArray[np.uint64]
 
-
-@dataclass(frozen=True, order=True)
-class Region:
-    """A run of RAM: ``[base, base + size)``."""
-
-    base: int
-    size: int
-
-    @property
-    def end(self) -> int:
-        """One past the last byte."""
-        return self.base + self.size
-
-    def __str__(self) -> str:
-        return f"{hx(self.base)}-{hx(self.end - 1)}"
+__all__ = ["CHUNK_SHIFT", "PhysicalMemory", "Region", "parse_size"]
 
 
 def parse_size(text: str | int) -> int:
@@ -69,8 +57,11 @@ def parse_size(text: str | int) -> int:
         raise ConfigError(f"cannot read size {text!r} (try 128M, 4G, 0x1000)") from None
 
 
-class PhysicalMemory:
+class PhysicalMemory(SegmentedMemory):
     """Physical RAM made of regions, backed by one lazily committed mapping.
+
+    Each region is a segment at its own PA in the mapping (offset = PA); the reads are
+    :class:`~pagewalk.memory.segments.SegmentedMemory`'s.
 
     Args:
         size: RAM size in bytes when ``regions`` is not given (one region from 0).
@@ -95,127 +86,50 @@ class PhysicalMemory:
                 raise ConfigError(f"RAM regions {a} and {b} overlap")
         if not spans:
             raise ConfigError("physical memory needs at least one RAM region")
-        self.regions: tuple[Region, ...] = tuple(spans)
-        self.end = spans[-1].end
-        self._starts = [r.base for r in spans]
-        self._simple = len(spans) == 1 and spans[0].base == 0
+        end = spans[-1].end
         if _backing is None:
             flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_NORESERVE
-            _backing = mmap.mmap(-1, self.end, flags=flags)
+            _backing = mmap.mmap(-1, end, flags=flags)
         self._mm = _backing
+        self._set_segments(_backing, [Segment(r.base, r.size, r.base) for r in spans], end)
         self.writable = _writable
-        self._u8: npt.NDArray[np.uint8] = np.frombuffer(_backing, dtype=np.uint8, count=self.end)
         self._touched = np.zeros((self.end >> CHUNK_SHIFT) + 1, dtype=np.bool_)
 
-    # ------------------------------------------------------------------------- shape
-    @property
-    def size(self) -> int:
-        """Bytes of RAM (holes excluded)."""
-        return sum(r.size for r in self.regions)
-
-    def is_ram(self, pa: int, n: int = 1) -> bool:
-        """Whether ``[pa, pa + n)`` lies wholly inside one RAM region."""
-        if self._simple:
-            return pa >= 0 and pa + n <= self.end
-        i = bisect.bisect_right(self._starts, pa) - 1
-        return i >= 0 and pa + n <= self.regions[i].end
-
-    def _check(self, pa: int, n: int, what: str) -> None:
-        if self._simple:
-            if pa >= 0 and pa + n <= self.end:
-                return
-        elif self.is_ram(pa, n):
-            return
-        raise PhysicalMemoryError(
-            f"{what} of {n} byte(s) at PA {hx(pa)} is outside RAM "
-            f"({', '.join(str(r) for r in self.regions)})"
-        )
+    def _outside(self) -> str:
+        return f"RAM ({', '.join(str(r) for r in self.regions)})"
 
     def _mark(self, pa: int, n: int) -> None:
         if not self.writable:
             raise PhysicalMemoryError(f"write at PA {hx(pa)}: this memory is read-only")
         self._touched[pa >> CHUNK_SHIFT : ((pa + n - 1) >> CHUNK_SHIFT) + 1] = True
 
-    # ------------------------------------------------------------------------- reads
-    def read(self, pa: int, n: int) -> bytes:
-        """``n`` bytes at ``pa``."""
-        self._check(pa, n, "read")
-        return self._mm[pa : pa + n]
-
-    def read_u32(self, pa: int) -> int:
-        """A little-endian 32-bit word."""
-        self._check(pa, 4, "read")
-        return int(_U32.unpack_from(self._mm, pa)[0])
-
-    def read_u64(self, pa: int) -> int:
-        """A little-endian 64-bit word."""
-        self._check(pa, 8, "read")
-        return int(_U64.unpack_from(self._mm, pa)[0])
-
-    def read_entry(self, pa: int, entry_size: int) -> int:
-        """One page-table entry of 4 or 8 bytes."""
-        self._check(pa, entry_size, "read")
-        return int((_U64 if entry_size == 8 else _U32).unpack_from(self._mm, pa)[0])
-
-    def read_table(self, pa: int, n_entries: int, entry_size: int) -> npt.NDArray[np.uint64]:
-        """A whole table as a uint64 array (one copy, one call)."""
-        self._check(pa, n_entries * entry_size, "table read")
-        raw = self._u8[pa : pa + n_entries * entry_size]
-        dtype = np.dtype("<u8") if entry_size == 8 else np.dtype("<u4")
-        return raw.view(dtype).astype(np.uint64)
-
-    def gather(self, pas: U64Array, entry_size: int) -> U64Array:
-        """The entries at every PA in ``pas`` (each aligned, each inside RAM), as uint64.
-
-        The batch walker's one read per level. Callers check ``is_ram`` first.
-        """
-        usable = (self.end // entry_size) * entry_size
-        words = self._u8[:usable].view(np.dtype("<u8") if entry_size == 8 else np.dtype("<u4"))
-        out: U64Array = words[pas // np.uint64(entry_size)].astype(np.uint64)
-        return out
-
-    def is_ram_array(self, pas: U64Array, n: int) -> npt.NDArray[np.bool_]:
-        """Vectorised :meth:`is_ram` for an array of addresses."""
-        end = pas + np.uint64(n)
-        if len(self.regions) == 1:
-            r = self.regions[0]
-            inside: npt.NDArray[np.bool_] = (pas >= np.uint64(r.base)) & (end <= np.uint64(r.end))
-            return inside
-        starts = np.array([r.base for r in self.regions], dtype=np.uint64)
-        ends = np.array([r.end for r in self.regions], dtype=np.uint64)
-        i = np.searchsorted(starts, pas, side="right").astype(np.int64) - 1
-        found: npt.NDArray[np.bool_] = (i >= 0) & (end <= ends[np.maximum(i, 0)])
-        return found
-
     def array(self) -> npt.NDArray[np.uint8]:
         """A read-only byte view of the whole physical range (holes read as zero)."""
-        view = self._u8.view()
-        view.flags.writeable = False
-        return view
+        return self.segment_view().buf
 
     # ------------------------------------------------------------------------ writes
     def write(self, pa: int, data: bytes | bytearray | memoryview) -> None:
         """Write bytes at ``pa``."""
         n = len(data)
-        self._check(pa, n, "write")
+        self._offset(pa, n, "write")
         self._mark(pa, n)
         self._mm[pa : pa + n] = bytes(data)
 
     def write_u32(self, pa: int, value: int) -> None:
         """Write a little-endian 32-bit word."""
-        self._check(pa, 4, "write")
+        self._offset(pa, 4, "write")
         self._mark(pa, 4)
         _U32.pack_into(self._mm, pa, value)
 
     def write_u64(self, pa: int, value: int) -> None:
         """Write a little-endian 64-bit word."""
-        self._check(pa, 8, "write")
+        self._offset(pa, 8, "write")
         self._mark(pa, 8)
         _U64.pack_into(self._mm, pa, value)
 
     def write_entry(self, pa: int, entry_size: int, value: int) -> None:
         """Write one page-table entry of 4 or 8 bytes."""
-        self._check(pa, entry_size, "write")
+        self._offset(pa, entry_size, "write")
         self._mark(pa, entry_size)
         (_U64 if entry_size == 8 else _U32).pack_into(self._mm, pa, value)
 
@@ -224,20 +138,20 @@ class PhysicalMemory:
         dtype = np.dtype("<u8") if entry_size == 8 else np.dtype("<u4")
         values = np.asarray(entries, dtype=np.uint64).astype(dtype)
         n = values.size * entry_size
-        self._check(pa, n, "table write")
+        self._offset(pa, n, "table write")
         self._mark(pa, n)
         self._u8[pa : pa + n] = values.view(np.uint8)
 
     def zero(self, pa: int, n: int) -> None:
         """Fill ``[pa, pa + n)`` with zeros."""
-        self._check(pa, n, "zero")
+        self._offset(pa, n, "zero")
         self._mark(pa, n)
         self._u8[pa : pa + n] = 0
 
     def copy(self, dst: int, src: int, n: int) -> None:
         """Copy ``n`` bytes from ``src`` to ``dst`` (a frame copy for copy-on-write)."""
-        self._check(src, n, "copy source")
-        self._check(dst, n, "copy destination")
+        self._offset(src, n, "copy source")
+        self._offset(dst, n, "copy destination")
         self._mark(dst, n)
         self._u8[dst : dst + n] = self._u8[src : src + n]
 
