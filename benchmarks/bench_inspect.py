@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from pagewalk.cli.machine import load_machine
+from pagewalk.enumerate import EnumStats, mappings
 from pagewalk.image import build
 from pagewalk.inspect.lint import lint
-from pagewalk.inspect.mappings import EnumStats, mappings
 from pagewalk.inspect.reverse import ReverseMap
 from pagewalk.inspect.roots import find_roots
 from pagewalk.inspect.stats import stats

@@ -25,7 +25,7 @@ from _util import report as _report
 from pagewalk import AddressSpace, Perm, PhysicalMemory, make_mode
 from pagewalk.alloc import SimpleFrameAllocator
 from pagewalk.batch import BatchResult, translate_batch
-from pagewalk.inspect.mappings import mappings
+from pagewalk.enumerate import mappings
 
 GIB = 1 << 30
 BASE_VA = 0x100000000000  # low half: Volatility's Intel32e takes VAs as they are

@@ -18,11 +18,11 @@ from pagewalk import AddressSpace, Perm, PhysicalMemory, make_mode
 from pagewalk import fast as fastmod
 from pagewalk.alloc import SimpleFrameAllocator
 from pagewalk.batch import FAULT_KINDS, BatchResult, Translator, translate_batch
+from pagewalk.enumerate import mappings
 from pagewalk.errors import ConfigError
 from pagewalk.fast._rules import level_rules
 from pagewalk.formats import MODE_NAMES
 from pagewalk.formats.base import PagingMode
-from pagewalk.inspect.mappings import mappings
 from pagewalk.walk import walk
 from test_batch import random_space, sample_vas
 

@@ -20,10 +20,10 @@ import pytest
 from hostile_images import benign, fanout, pagewalk_cli, self_ref
 
 from pagewalk.cli.machine import load_machine
+from pagewalk.enumerate import EnumStats, mappings
 from pagewalk.errors import LimitError, PagingError
 from pagewalk.inspect.diff import diff, iter_diff
 from pagewalk.inspect.lint import lint
-from pagewalk.inspect.mappings import EnumStats, mappings
 from pagewalk.inspect.stats import stats
 from pagewalk.walk import translate
 
@@ -220,8 +220,8 @@ def test_distinct_enumeration_lists_each_subtree_once(images: dict[str, str]) ->
 
 
 def test_streaming_diff_matches_the_list_diff() -> None:
+    from pagewalk.enumerate import Mapping
     from pagewalk.formats.base import Perm
-    from pagewalk.inspect.mappings import Mapping
 
     def m(va: int, size: int, pa: int, perm: str = "rw") -> Mapping:
         return Mapping(va, size, pa, 0x1000, Perm.parse(perm), None)
@@ -256,10 +256,10 @@ def test_long_listings_keep_the_table_layout() -> None:
     from rich.console import Console
 
     from pagewalk.cli.render import diff_line, diff_table, mapping_line, mappings_table
+    from pagewalk.enumerate import Mapping
     from pagewalk.formats import make_mode
     from pagewalk.formats.base import MemType, Perm
     from pagewalk.inspect.diff import Change
-    from pagewalk.inspect.mappings import Mapping
 
     def rendered(table: object) -> list[str]:
         buf = io.StringIO()

@@ -31,11 +31,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pagewalk.cli.machine import load_machine
+from pagewalk.enumerate import EnumStats, mappings
 from pagewalk.errors import PagingError
 from pagewalk.formats import make_mode
 from pagewalk.formats.base import PagingMode
 from pagewalk.inspect.lint import lint
-from pagewalk.inspect.mappings import EnumStats, mappings
 from pagewalk.inspect.stats import stats
 from pagewalk.memory.physical import PhysicalMemory
 from pagewalk.walk import translate, walk

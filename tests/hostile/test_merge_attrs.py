@@ -22,8 +22,8 @@ import pytest
 
 from pagewalk import AddressSpace, Perm, PhysicalMemory, make_mode
 from pagewalk.alloc import SimpleFrameAllocator
+from pagewalk.enumerate import Mapping, mappings
 from pagewalk.formats.base import PagingMode
-from pagewalk.inspect.mappings import Mapping, mappings
 from pagewalk.walk import walk
 
 MIB = 1 << 20

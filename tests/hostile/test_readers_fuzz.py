@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from test_readers import PT_LOAD, PT_NOTE, elf, pagewalk, qemu_note, small_core, tables
 
 from pagewalk.cli.machine import load_machine, open_image
+from pagewalk.enumerate import mappings
 from pagewalk.errors import PagingError
-from pagewalk.inspect.mappings import mappings
 from pagewalk.memory.memmap_readers import FORMS, parse_memory_map
 
 FUZZ = settings(

@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pagewalk.cli.machine import load_machine
+from pagewalk.enumerate import mappings
 from pagewalk.errors import DumpError, PagingError
 from pagewalk.formats import Perm, make_mode
 from pagewalk.image import build
 from pagewalk.inspect.lint import lint
-from pagewalk.inspect.mappings import mappings
 from pagewalk.memory.dump import FileMemory, Segment
 
 CR0 = 0x80050033  # PG|WP|NE|ET|MP|PE, as Linux sets it

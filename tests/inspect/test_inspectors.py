@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from pagewalk.cli.main import main
+from pagewalk.enumerate import EnumStats, mappings
+from pagewalk.enumerate_filter import Filter
 from pagewalk.image import build, save
 from pagewalk.inspect.diff import diff
-from pagewalk.inspect.filters import Filter, parse_perm
+from pagewalk.inspect.filters import parse_perm
 from pagewalk.inspect.lint import lint
-from pagewalk.inspect.mappings import EnumStats, mappings
 from pagewalk.inspect.reverse import ReverseMap
 from pagewalk.inspect.stats import stats
 

@@ -35,8 +35,8 @@ from qemu_captures import lines
 from pagewalk import fast as fastmod
 from pagewalk.batch import NO_PA, Translator
 from pagewalk.cli.machine import Machine, load_machine
+from pagewalk.enumerate import mappings
 from pagewalk.inspect.lint import lint
-from pagewalk.inspect.mappings import mappings
 from pagewalk.inspect.qemu import info_mem, info_tlb
 from pagewalk.walk import walk
 

@@ -20,8 +20,8 @@ from qemu_captures import capture as _capture
 from qemu_captures import lines
 
 from pagewalk.cli.machine import Machine, load_machine
+from pagewalk.enumerate import mappings
 from pagewalk.formats import Perm
-from pagewalk.inspect.mappings import mappings
 from pagewalk.inspect.qemu import info_mem, info_tlb
 from pagewalk.walk import walk
 

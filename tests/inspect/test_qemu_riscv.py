@@ -19,8 +19,8 @@ from qemu_captures import cache_dir
 from qemu_captures import capture as _capture
 
 from pagewalk.cli.machine import load_machine
+from pagewalk.enumerate import mappings
 from pagewalk.formats import Perm
-from pagewalk.inspect.mappings import mappings
 from pagewalk.inspect.qemu import info_mem
 from pagewalk.walk import walk
 

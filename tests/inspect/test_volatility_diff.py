@@ -16,8 +16,8 @@ import pytest
 from volatility3.framework import contexts, exceptions
 from volatility3.framework.layers import intel, physical
 
+from pagewalk.enumerate import mappings
 from pagewalk.image import build, save
-from pagewalk.inspect.mappings import mappings
 from pagewalk.walk import translate
 
 LAYERS = {"x86": intel.Intel, "pae": intel.IntelPAE, "x86_64": intel.Intel32e}

@@ -22,9 +22,9 @@ from rich.text import Text
 
 from pagewalk.cli.common import console, emit_json
 from pagewalk.cli.render import mappings_table, print_walk, size_text
+from pagewalk.enumerate import mappings
 from pagewalk.errors import hx
 from pagewalk.image import number, save
-from pagewalk.inspect.mappings import mappings
 from pagewalk.kernel import Kernel, get_profile, profile_names
 from pagewalk.kernel.demo import DemoReport, run_demo
 from pagewalk.safeio import check_target

@@ -44,12 +44,13 @@ from pagewalk.cli.render import (
     stats_table,
     write_json_list,
 )
+from pagewalk.enumerate import EnumStats, Mapping, PartialTable, count_runs, mappings
+from pagewalk.enumerate_filter import Filter
 from pagewalk.errors import ConfigError, hx
 from pagewalk.formats import MODE_NAMES, make_mode
 from pagewalk.inspect import diff as diff_mod
 from pagewalk.inspect import lint as lint_mod
-from pagewalk.inspect.filters import Filter, parse_perm, parse_sizes
-from pagewalk.inspect.mappings import EnumStats, Mapping, PartialTable, count_runs, mappings
+from pagewalk.inspect.filters import parse_perm, parse_sizes
 from pagewalk.inspect.qemu import info_mem, info_tlb, needs_raw_attrs
 from pagewalk.inspect.roots import find_roots
 from pagewalk.inspect.stats import stats as stats_of

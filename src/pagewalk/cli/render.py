@@ -24,11 +24,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from pagewalk.enumerate import Mapping
 from pagewalk.errors import hx
 from pagewalk.formats.base import MemType, PagingMode, Perm
 from pagewalk.inspect.diff import Change
 from pagewalk.inspect.lint import Finding
-from pagewalk.inspect.mappings import Mapping
 from pagewalk.inspect.roots import Candidate
 from pagewalk.inspect.stats import Stats
 from pagewalk.walk import Walk

@@ -1,8 +1,6 @@
-"""Inspection: enumeration, filters, reverse map, diff, lint and statistics of page tables.
+"""Inspection of page tables: filters, reverse map, diff, lint, statistics and QEMU's text formats.
 
-See :mod:`pagewalk.inspect.mappings` for enumeration.
+Enumeration itself (every mapping, merged into ranges) is the library layer
+:mod:`pagewalk.enumerate`, beside the walker; the inspectors build on it (Intel SDM vol. 3A
+ch. 4, Arm ARM D8, RISC-V privileged spec for what each finding checks).
 """
-
-from pagewalk.inspect.mappings import EnumStats, Mapping, mappings
-
-__all__ = ["EnumStats", "Mapping", "mappings"]

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pagewalk.enumerate_runs import Mapping
 from pagewalk.formats.base import Perm
-from pagewalk.inspect.mappings import Mapping
 
 
 @dataclass(frozen=True)

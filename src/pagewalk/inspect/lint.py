@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from pagewalk.enumerate import mappings
+from pagewalk.enumerate_runs import Mapping, PartialTable, TableReader
 from pagewalk.errors import PagingError, hx
 from pagewalk.formats.base import EntryKind, PagingMode, Perm
-from pagewalk.formats.x86 import QEMU_PDPTE_NOTE, X86Mode
-from pagewalk.inspect.mappings import Mapping, PartialTable, TableReader, mappings
+from pagewalk.formats.x86 import QEMU_PDPTE_NOTE
 from pagewalk.inspect.reverse import ReverseMap
 from pagewalk.inspect.tables import Tables, Visit
 
@@ -41,6 +42,10 @@ _EVENT_SEVERITY = {"recursive": "info", "cycle": "error", "two-levels": "warning
 #: faults of well-formed entries (Arm's AF=0 leaves, used to track access); any other fault
 #: of a valid entry means a malformed one (reserved bits, a block where none may stand...)
 _WARNING_FAULTS = ("access-flag",)
+#: per family, why a mode accepts bits the manual reserves (see ``PagingMode.lenient_bits``)
+_LENIENT_NOTE = {"x86": QEMU_PDPTE_NOTE}
+#: the finding's code (a stable JSON contract: the PAE PDPTE is the only lenient entry today)
+_LENIENT_CODE = "pdpte-reserved-bits"
 
 
 @dataclass(frozen=True)
@@ -109,8 +114,7 @@ def _table_findings(mem: TableReader, mode: PagingMode, visit: Visit) -> Iterato
     if not idx.size:
         return
     valid = raws[idx]
-    if isinstance(mode, X86Mode):
-        yield from _lenient_findings(mode, visit, idx.tolist(), valid.tolist())
+    yield from _lenient_findings(mode, visit, idx, valid)
     leaf = mode.np_is_leaf(valid, level)
     for is_leaf in (True, False):
         sel = leaf == is_leaf
@@ -125,24 +129,23 @@ def _table_findings(mem: TableReader, mode: PagingMode, visit: Visit) -> Iterato
         yield from _stray_leaves(mem, mode, visit, idx[leaf], valid[leaf])
 
 
-def _lenient_findings(
-    mode: X86Mode, visit: Visit, idx: list[int], raws: list[int]
-) -> Iterator[Finding]:
+def _lenient_findings(mode: PagingMode, visit: Visit, idx: Any, raws: Any) -> Iterator[Finding]:
     """Bits the manual reserves that the (non-strict) mode accepts, as QEMU's walker does."""
     if not mode.lenient_bits(-1 & ((1 << 64) - 1), visit.level):
         return
-    for i, raw in zip(idx, raws, strict=True):
+    note = _LENIENT_NOTE.get(mode.facts.family, "the mode accepts them")
+    for i, raw in zip(idx.tolist(), raws.tolist(), strict=True):
         bits = mode.lenient_bits(raw, visit.level)
         if not bits:
             continue
         which = ", ".join(str(b) for b in range(64) if bits >> b & 1)
         msg = (
-            f"PDPTE {i} has reserved bit(s) {which} set: {QEMU_PDPTE_NOTE}; walks accept them "
-            "as QEMU does (--strict faults)"
+            f"{visit.level.name}E {i} has reserved bit(s) {which} set: {note}; walks accept "
+            "them as QEMU does (--strict faults)"
         )
         va = mode.canonical(visit.base + (i << visit.level.shift))
         entry_pa = visit.pa + i * mode.entry_size
-        yield Finding("warning", "pdpte-reserved-bits", msg, va, visit.level.name, entry_pa, raw)
+        yield Finding("warning", _LENIENT_CODE, msg, va, visit.level.name, entry_pa, raw)
 
 
 def _entry_finding(mode: PagingMode, visit: Visit, i: int, raw: int) -> Iterator[Finding]:

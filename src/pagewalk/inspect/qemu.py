@@ -27,57 +27,63 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from pagewalk.enumerate_runs import Mapping
 from pagewalk.errors import ConfigError
 from pagewalk.formats.base import GiB, MiB, PagingMode, Perm
-from pagewalk.inspect.mappings import Mapping
 
 _M64 = (1 << 64) - 1
-_RISCV = {"sv32": 32, "sv39": 39, "sv48": 48, "sv57": 57}
+#: per family, the monitor commands QEMU has for it (a presentational table: the formats differ)
+_COMMANDS = {"x86": ("info mem", "info tlb"), "riscv": ("info mem",)}
 _RV_FLAGS = ((1, "r"), (2, "w"), (3, "x"), (4, "u"), (5, "g"), (6, "a"), (7, "d"))
+#: RISC-V header and rule, by the printed VA width (QEMU prints 32-bit VAs with 8 hex digits)
 _RV_HEADER = {
-    False: "vaddr            paddr            size             attr",
-    True: "vaddr    paddr            size     attr",
+    64: "vaddr            paddr            size             attr",
+    32: "vaddr    paddr            size     attr",
 }
 _RV_RULE = {
-    False: "---------------- ---------------- ---------------- -------",
-    True: "-------- ---------------- -------- -------",
+    64: "---------------- ---------------- ---------------- -------",
+    32: "-------- ---------------- -------- -------",
 }
 _FLAGS = ((63, "X"), (8, "G"), (7, "P"), (6, "D"), (5, "A"), (4, "C"), (3, "T"), (2, "U"), (1, "W"))
 
 
-def _check_x86(mode: PagingMode) -> None:
-    if mode.name not in ("x86", "pae", "x86_64", "la57"):
+def _check(mode: PagingMode, command: str) -> None:
+    if command not in _COMMANDS.get(mode.facts.family, ()):
         raise ConfigError(
             f"QEMU's info tlb exists only for x86, and info mem for x86 and RISC-V; mode "
             f"{mode.name} has no such text"
         )
 
 
-def _va_bits(mode: PagingMode) -> int:
-    return {"la57": 57, "x86_64": 48}.get(mode.name, 32)
+def _linear_bits(mode: PagingMode) -> int:
+    """The width of the linear address the tables translate (32, 39, 48, 57...)."""
+    top = mode.halves[0].levels[0]
+    return top.shift + top.bits
 
 
 def qemu_canonical(mode: PagingMode, addr: int) -> int:
-    """QEMU's ``addr_canonical``: sign-extend from bit 47 (or 56 with LA57); 32-bit unchanged."""
-    bits = _va_bits(mode)
-    if bits != 32 and addr >> (bits - 1) & 1:
+    """QEMU's ``addr_canonical``: sign-extend from the linear address's top bit (47 or 56 with
+    LA57, 38/47/56 for Sv39/48/57); unchanged when it is as wide as the printed VA (32-bit)."""
+    bits = _linear_bits(mode)
+    if bits < mode.facts.va_bits and addr >> (bits - 1) & 1:
         addr |= _M64 & ~((1 << bits) - 1)
     return addr & _M64
 
 
 def needs_raw_attrs(fmt: str, mode: PagingMode) -> bool:
     """Whether the ``fmt`` text needs mappings enumerated with ``raw_attrs=True``."""
-    return fmt == "qemu-info-tlb" or (fmt == "qemu-info-mem" and mode.name in _RISCV)
+    return fmt == "qemu-info-tlb" or (fmt == "qemu-info-mem" and mode.facts.family == "riscv")
 
 
 def info_mem(rows: Iterable[Mapping], mode: PagingMode) -> Iterator[str]:
-    """``info mem`` lines for the mappings (from :func:`~pagewalk.inspect.mappings.mappings`;
+    """``info mem`` lines for the mappings (from :func:`~pagewalk.enumerate.mappings`;
     for RISC-V enumerated with ``raw_attrs=True``)."""
-    if mode.name in _RISCV:
-        yield from _riscv_info_mem(rows, mode)
-        return
-    _check_x86(mode)
-    linear = (1 << _va_bits(mode)) - 1
+    _check(mode, "info mem")
+    yield from _INFO_MEM[mode.facts.family](rows, mode)
+
+
+def _x86_info_mem(rows: Iterable[Mapping], mode: PagingMode) -> Iterator[str]:
+    linear = (1 << _linear_bits(mode)) - 1
     start: int | None = None
     end = 0
     prot = (False, False)
@@ -103,17 +109,18 @@ def _mem_line(mode: PagingMode, start: int, end: int, prot: tuple[bool, bool]) -
 def _riscv_info_mem(rows: Iterable[Mapping], mode: PagingMode) -> Iterator[str]:
     """QEMU's riscv ``info mem``: runs of leaves of one table, adjacent in VA and PA, whose
     low PTE bytes are equal (so ``a`` and ``d`` split runs too)."""
-    rv32 = mode.name == "sv32"
-    va_bits = 32 if rv32 else _RISCV[mode.name]
-    entries = 1024 if rv32 else 512
-    yield _RV_HEADER[rv32]
-    yield _RV_RULE[rv32]
+    width = mode.facts.va_bits
+    linear = (1 << _linear_bits(mode)) - 1
+    #: the VA span of the table holding leaves of each size
+    spans = {lv.leaf_size: lv.leaf_size * lv.entries for lv in mode.halves[0].levels}
+    yield _RV_HEADER[width]
+    yield _RV_RULE[width]
     run: list[int] | None = None  # va, pa, size, attr, page size, table number
     for m in rows:
         if m.attrs is None:
             raise ValueError("riscv info mem needs mappings enumerated with raw_attrs=True")
-        attr, span = m.attrs & 0xFF, m.page_size * entries
-        va, pa, left = m.va & ((1 << va_bits) - 1), m.pa, m.size
+        attr, span = m.attrs & 0xFF, spans[m.page_size]
+        va, pa, left = m.va & linear, m.pa, m.size
         while left:
             n = min(left, span - va % span)
             table = va // span
@@ -125,25 +132,26 @@ def _riscv_info_mem(rows: Iterable[Mapping], mode: PagingMode) -> Iterator[str]:
                 run[2] += n
             else:
                 if run is not None:
-                    yield _rv_line(run, va_bits, rv32)
+                    yield _rv_line(mode, run)
                 run = [va, pa, n, attr, m.page_size, table]
             va, pa, left = va + n, pa + n, left - n
     if run is not None:
-        yield _rv_line(run, va_bits, rv32)
+        yield _rv_line(mode, run)
 
 
-def _rv_line(run: list[int], va_bits: int, rv32: bool) -> str:
+def _rv_line(mode: PagingMode, run: list[int]) -> str:
     va, pa, size, attr = run[:4]
-    if not rv32 and va >> (va_bits - 1):
-        va |= _M64 & ~((1 << va_bits) - 1)
     flags = "".join(ch if attr >> bit & 1 else "-" for bit, ch in _RV_FLAGS)
-    width = 8 if rv32 else 16
-    return f"{va:0{width}x} {pa:016x} {size:0{width}x} {flags}"
+    digits = mode.facts.va_bits // 4
+    return f"{qemu_canonical(mode, va):0{digits}x} {pa:016x} {size:0{digits}x} {flags}"
+
+
+_INFO_MEM = {"x86": _x86_info_mem, "riscv": _riscv_info_mem}
 
 
 def info_tlb(rows: Iterable[Mapping], mode: PagingMode) -> Iterator[str]:
     """``info tlb`` lines; ``rows`` must come from an enumeration with ``raw_attrs=True``."""
-    _check_x86(mode)
+    _check(mode, "info tlb")
     for m in rows:
         if m.attrs is None:
             raise ValueError("info tlb needs mappings enumerated with raw_attrs=True")
@@ -158,15 +166,18 @@ def info_tlb(rows: Iterable[Mapping], mode: PagingMode) -> Iterator[str]:
 
 
 def _raw(mode: PagingMode, pa: int, size: int) -> int:
-    """The address field of a leaf mapping ``pa`` (PSE-36 bits for 32-bit 4-MByte pages)."""
-    if mode.name == "x86" and size > 4096:
+    """The address field of a leaf mapping ``pa`` (PSE-36 bits for 4-byte 4-MByte PDEs)."""
+    if mode.entry_size == 4 and size > 4096:
         return (pa & 0xFFC00000) | (((pa >> 32) & 0xFF) << 13)
     return pa
 
 
 def _pa_mask(mode: PagingMode, size: int) -> int:
-    if mode.name == "x86":
-        return 0xFFE00000 if size > 4096 else 0xFFFFF000
-    if mode.name == "pae":
-        return _M64 & ~0xFFFFF if size > 4096 else _M64 & ~0xFFF
+    """QEMU's mask of the raw leaf: 32-bit paging and PAE (32-bit VAs, 4- or 8-byte entries)
+    mask only the page offset, IA-32e mode keeps bits 49..12 (or 21, 30) of the address."""
+    large = size > 4096
+    if mode.facts.va_bits == 32 and mode.entry_size == 4:
+        return 0xFFE00000 if large else 0xFFFFF000
+    if mode.facts.va_bits == 32:
+        return _M64 & ~0xFFFFF if large else _M64 & ~0xFFF
     return {GiB: 0x3FFFFC0000000, 2 * MiB: 0x3FFFFFFE00000}.get(size, 0x3FFFFFFFFF000)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pagewalk.inspect.mappings import Mapping
+from pagewalk.enumerate_runs import Mapping
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from pagewalk.enumerate_runs import PartialTable, TableReader
 from pagewalk.formats.base import PagingMode
-from pagewalk.inspect.mappings import PartialTable, TableReader
 from pagewalk.inspect.tables import Tables, Visit
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from pagewalk.enumerate_runs import PartialTable, TableReader, missing_runs, read_entries
 from pagewalk.formats.base import Half, Level, PagingMode, Perm, U64Array
-from pagewalk.inspect.mappings import PartialTable, TableReader, missing_runs, read_entries
 
 
 @dataclass(frozen=True)

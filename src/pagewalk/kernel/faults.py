@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pagewalk.alloc.base import FRAME_SIZE
+from pagewalk.enumerate import mappings
 from pagewalk.errors import PageFault, hx
 from pagewalk.formats import Perm
-from pagewalk.inspect.mappings import mappings
 from pagewalk.kernel.mm import Process, ProcessFault, Vma
 from pagewalk.walk import walk
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pagewalk.alloc.base import FRAME_SIZE, Usage
+from pagewalk.enumerate import mappings
 from pagewalk.errors import NotMappedError, PageFault, PagingError, hx
 from pagewalk.flush import Flush
 from pagewalk.formats import MemType, PagingMode, Perm, make_mode
 from pagewalk.formats.x86 import X86Mode
 from pagewalk.formats.x86_bits import CR4_PCIDE, CR4_PGE
-from pagewalk.inspect.mappings import mappings
 from pagewalk.kernel.frames import FrameRefs
 from pagewalk.memory.memmap import MemoryMap
 from pagewalk.memory.physical import PhysicalMemory
