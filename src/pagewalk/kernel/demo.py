@@ -15,7 +15,8 @@ from typing import Any
 
 from pagewalk.errors import PagingError, hx
 from pagewalk.formats import Perm
-from pagewalk.kernel.mm import Kernel, Process, ProcessFault
+from pagewalk.kernel.mm import Kernel
+from pagewalk.kernel.process import Process, ProcessFault
 from pagewalk.walk import Walk, walk
 
 

@@ -1,110 +1,42 @@
-"""The kernel memory manager shared by every profile: boot, processes, faults, fork and sharing.
+"""The kernel memory manager shared by every profile: boot, processes, areas, fork and sharing.
 
 Boot follows the "howto steps" of the seL4-style design (seeds/aarch64-sel4-style-mmu.md): take
 the firmware memory map, list the RAM, build early tables and install them, build the final
 kernel tables (the image with W^X, a direct map of all RAM with the largest pages that fit, the
-heap), switch to them with the right flush, then free or keep the early tables. Processes share
-the kernel half (the x86-64 upper half, AArch64's TTBR1, or a copy of the kernel's entries), get
-a user layout (program, heap, stack, libraries) and a program loaded from bytes. The page-fault
-handler serves demand paging (frames allocated and zeroed on first touch), copy-on-write (the
-last owner keeps its frame) and reports fatal faults with the full walk; each profile picks the
-policy its design document describes. Faults and flushes follow Intel SDM vol. 3A §4.7 and
-§4.10, Arm ARM D8.13 and the RISC-V privileged spec (SFENCE.VMA).
+heap), switch to them with the right flush, then free or keep the early tables. Processes
+(:mod:`pagewalk.kernel.process`) share the kernel half (the x86-64 upper half, AArch64's TTBR1,
+or a copy of the kernel's entries), get a user layout (program, heap, stack, libraries) and a
+program loaded from bytes. Page faults go to the :class:`~pagewalk.kernel.faults.FaultHandler`
+the kernel holds (demand paging, copy-on-write, fatal faults with the full walk); each profile
+picks the policy its design document describes. Every table change goes out with its flush
+(Intel SDM vol. 3A §4.10.4, Arm ARM D8.13 TLBI, the RISC-V privileged spec's SFENCE.VMA); where
+the architecture needs break-before-make (Arm ARM D8.16.1) each space gets the kernel's flush
+for it. Context switches follow the ASID/PCID rules (Intel SDM vol. 3A §4.10.1, Arm ARM D8.13).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pagewalk.alloc.base import FRAME_SIZE, Usage
 from pagewalk.enumerate import mappings
-from pagewalk.errors import NotMappedError, PageFault, PagingError, hx
+from pagewalk.errors import NotMappedError, PagingError, hx
 from pagewalk.flush import Flush
 from pagewalk.formats import MemType, PagingMode, Perm, make_mode
-from pagewalk.formats.x86 import X86Mode
-from pagewalk.formats.x86_bits import CR4_PCIDE, CR4_PGE
+from pagewalk.kernel.faults import FaultHandler
 from pagewalk.kernel.frames import FrameRefs
+from pagewalk.kernel.machine import kernel_regs, ram_runs
+from pagewalk.kernel.process import Process, ProcessFault, SharedMemory, Vma
 from pagewalk.memory.memmap import MemoryMap
 from pagewalk.memory.physical import PhysicalMemory
-from pagewalk.mmu import MMU, X86Regs
+from pagewalk.mmu import MMU
 from pagewalk.mmu.cpu import CPU
-from pagewalk.mmu.regs import Regs
 from pagewalk.space import AddressSpace
-from pagewalk.walk import Walk
 
 if TYPE_CHECKING:
     from pagewalk.kernel.profile import Profile
-
-
-class ProcessFault(PagingError):
-    """A fault the kernel's policy does not handle: the process would be killed."""
-
-    def __init__(self, fault: PageFault, walk: Walk, why: str) -> None:
-        super().__init__(f"{fault} ({why})")
-        self.fault = fault
-        self.walk = walk
-        self.why = why
-
-
-@dataclass
-class SharedMemory:
-    """Frames mapped in several spaces; freed when the last mapping and the name are gone."""
-
-    id: int
-    frames: list[int]
-    linked: bool = True
-
-    @property
-    def size(self) -> int:
-        """Bytes."""
-        return len(self.frames) * FRAME_SIZE
-
-
-@dataclass
-class Vma:
-    """A virtual memory area of a process.
-
-    Attributes:
-        kind: ``program``, ``heap``, ``stack``, ``lib``, ``anon``, ``shm`` or ``phys``.
-        lazy: frames come on first touch (demand paging).
-        cow: pages are shared read-only with another process until written.
-    """
-
-    start: int
-    size: int
-    perm: Perm
-    kind: str
-    name: str = ""
-    lazy: bool = False
-    cow: bool = False
-    shm: SharedMemory | None = None
-
-    @property
-    def end(self) -> int:
-        """One past the last VA."""
-        return self.start + self.size
-
-    def __contains__(self, va: int) -> bool:
-        return self.start <= va < self.end
-
-
-@dataclass
-class Process:
-    """A process: its address space, ASID/PCID and memory areas."""
-
-    pid: int
-    name: str
-    space: AddressSpace
-    asid: int
-    vmas: list[Vma] = field(default_factory=list)
-    alive: bool = True
-
-    def vma_at(self, va: int) -> Vma | None:
-        """The area that contains ``va``."""
-        return next((v for v in self.vmas if va in v), None)
 
 
 @dataclass
@@ -130,10 +62,9 @@ class Kernel:
     ) -> None:
         self.profile = profile
         self.memmap = memmap if memmap is not None else profile.memory_map(ram or profile.ram)
-        regions = [(r.base, r.length) for r in self.memmap.regions]
-        self.mem = PhysicalMemory(regions=_merge(regions))
+        self.mem = PhysicalMemory(regions=ram_runs(self.memmap))
         self.mode: PagingMode = make_mode(profile.mode)
-        self.mmu = MMU(self.mem, self.mode, regs=_cpu_regs(self.mode), checking=True)
+        self.mmu = MMU(self.mem, self.mode, regs=kernel_regs(self.mode), checking=True)
         self.cpu: CPU = self.mmu.cpu
         self.events: list[Event] = []
         self.frames = profile.make_allocator(self)
@@ -146,9 +77,7 @@ class Kernel:
         self.current: Process | None = None
         self.shared: list[SharedMemory] = []
         self.library: SharedMemory | None = None
-        self.flush_sink: Callable[[Flush], None] = lambda f: f.apply(self.mmu)
-        self.access_checker: Callable[[int, str, bool], int] = self.mmu.access
-        self.stats_source: Callable[[], dict[str, Any]] = self._tlb_stats
+        self.faults = FaultHandler(self)
         self._pids = itertools.count(1)
         self._shm_ids = itertools.count(1)
 
@@ -158,14 +87,14 @@ class Kernel:
         self.events.append(Event(kind, message, details))
 
     def flush(self, flush: Flush) -> None:
-        """Hand a flush to the CPU side (the TLB model when one is attached)."""
-        self.flush_sink(flush)
+        """Hand a flush to the CPU side: the MMU's TLB and stale-entry detector."""
+        flush.apply(self.mmu)
 
     def _own(self, space: AddressSpace) -> AddressSpace:
         """Give the kernel's flush to ``space`` as its break-before-make step where the
         architecture requires one (AArch64, Arm ARM D8.16.1): a remap, a split of a live block
         or a change of memory type then goes invalid, TLBI, new entry."""
-        if self.mode.name == "aarch64":
+        if self.mode.facts.needs_bbm:
             space.bbm = self.flush
         return space
 
@@ -216,8 +145,7 @@ class Kernel:
     # ------------------------------------------------------------------- processes
     def spawn(self, name: str, program: bytes = b"\xf4") -> Process:
         """Create a process sharing the kernel half, with its layout and program loaded."""
-        kernel = self._kernel()
-        del kernel
+        self._kernel()  # booted, or refuse before a pid is taken
         proc = self.spawn_empty(name)
         pid = proc.pid
         u = self.profile.user_layout
@@ -255,10 +183,8 @@ class Kernel:
 
     def fork(self, parent: Process) -> Process:
         """A child: copy-on-write when the profile does it, an eager copy otherwise."""
-        from pagewalk.kernel import faults
-
         if self.profile.cow:
-            return faults.fork(self, parent)
+            return self.faults.fork(parent)
         child = self.spawn_empty(f"{parent.name}-child")
         for vma in parent.vmas:
             copy = self._add_vma(
@@ -280,31 +206,18 @@ class Kernel:
 
     def access(self, proc: Process, va: int, kind: str = "read", user: bool = True) -> int:
         """Access ``va`` as ``proc``; faults go to the handler. Returns the PA."""
-        from pagewalk.kernel import faults
-
-        return faults.access(self, proc, va, kind, user)
+        return self.faults.access(proc, va, kind, user)
 
     def read(self, proc: Process, va: int, n: int) -> bytes:
         """Read ``n`` bytes of ``proc``'s memory through the MMU."""
-        from pagewalk.kernel import faults
-
-        return faults.read(self, proc, va, n)
+        return self.faults.read(proc, va, n)
 
     def write(self, proc: Process, va: int, data: bytes) -> None:
         """Write ``data`` into ``proc``'s memory through the MMU."""
-        from pagewalk.kernel import faults
-
-        faults.write(self, proc, va, data)
+        self.faults.write(proc, va, data)
 
     def tlb_stats(self) -> dict[str, Any]:
         """The TLB's statistics (and the stale-TLB detector's count)."""
-        return self.stats_source()
-
-    def check_access(self, va: int, kind: str, user: bool) -> int:
-        """One access through the CPU's current tables; raises PageFault."""
-        return self.access_checker(va, kind, user)
-
-    def _tlb_stats(self) -> dict[str, Any]:
         st = self.mmu.tlb.stats
         out: dict[str, Any] = {
             "hits": st.hits,
@@ -317,6 +230,10 @@ class Kernel:
         if self.mmu.detector is not None:
             out["stale_uses"] = len(self.mmu.detector.reports)
         return out
+
+    def check_access(self, va: int, kind: str, user: bool) -> int:
+        """One access through the CPU's current tables; raises PageFault."""
+        return self.mmu.access(va, kind, user)
 
     def _kernel(self) -> AddressSpace:
         if self.kernel_space is None:
@@ -455,30 +372,6 @@ class Kernel:
         return list(
             mappings(self.mem, self.mode, proc.space.roots, va_range=(half.va_start, half.va_end))
         )
-
-
-def _cpu_regs(mode: PagingMode) -> Regs | None:
-    """Control registers for the kernel's CPU: PCIDs and global pages on where the mode has them.
-
-    With CR4.PCIDE a context switch keeps other processes' entries, tagged by PCID, so no flush
-    is needed (Intel SDM vol. 3A §4.10.1); CR4.PGE keeps global kernel entries across CR3 writes.
-    """
-    if mode.name in ("x86_64", "la57") and isinstance(mode, X86Mode):
-        return X86Regs(cr0=mode.cr0, cr4=mode.cr4 | CR4_PCIDE | CR4_PGE)
-    if isinstance(mode, X86Mode):
-        return X86Regs(cr0=mode.cr0, cr4=mode.cr4 | CR4_PGE)
-    return None
-
-
-def _merge(regions: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Adjacent firmware regions merged into RAM runs (holes stay holes)."""
-    out: list[tuple[int, int]] = []
-    for base, size in sorted(regions):
-        if out and out[-1][0] + out[-1][1] == base:
-            out[-1] = (out[-1][0], out[-1][1] + size)
-        else:
-            out.append((base, size))
-    return out
 
 
 __all__ = ["Event", "Kernel", "MemType", "Process", "ProcessFault", "SharedMemory", "Vma"]

@@ -4,16 +4,17 @@ A profile names the paging mode, the default RAM and firmware map, the frame all
 document describes, the early and final kernel mappings, how a process's address space is made
 (sharing the kernel half or copying the kernel's entries), the ASID/PCID policy, the flush on a
 context switch and the page-fault policy (demand paging, copy-on-write, or fatal). The generic
-memory manager (:mod:`pagewalk.kernel.mm`) runs any profile. Flush rules follow Intel SDM vol. 3A
-§4.10.4 (a CR3 write flushes non-global entries unless PCIDs are on), Arm ARM D8.13 (ASID-tagged
-TLB entries survive a TTBR0 switch) and the RISC-V privileged spec (SFENCE.VMA).
+memory manager (:mod:`pagewalk.kernel.mm`) runs any profile; the hooks see only what
+:class:`KernelView` names, so a profile does not depend on the manager. Flush rules follow Intel
+SDM vol. 3A §4.10.4 (a CR3 write flushes non-global entries unless PCIDs are on), Arm ARM D8.13
+(ASID-tagged TLB entries survive a TTBR0 switch) and the RISC-V privileged spec (SFENCE.VMA).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pagewalk.alloc.base import FrameAllocator
 from pagewalk.flush import Flush
@@ -22,11 +23,28 @@ from pagewalk.memory.memmap import MemoryMap, MemoryRegion, RegionType
 from pagewalk.space import AddressSpace
 
 if TYPE_CHECKING:
-    from pagewalk.kernel.mm import Kernel, Process
+    from pagewalk.kernel.process import Process
+    from pagewalk.memory.physical import PhysicalMemory
 
 MIB = 1 << 20
 RX = Perm.READ | Perm.EXEC
 RW = Perm.READ | Perm.WRITE
+
+
+class KernelView(Protocol):
+    """What a profile's hooks read from the kernel that runs them."""
+
+    @property
+    def memmap(self) -> MemoryMap:
+        """The firmware memory map."""
+
+    @property
+    def mem(self) -> PhysicalMemory:
+        """Physical memory (RAM runs in ``mem.regions``)."""
+
+    @property
+    def frames(self) -> FrameAllocator:
+        """The frame allocator (set once :meth:`Profile.make_allocator` returned it)."""
 
 
 @dataclass(frozen=True)
@@ -118,18 +136,18 @@ class Profile(ABC):
         return pc_memory_map(ram)
 
     @abstractmethod
-    def make_allocator(self, kernel: Kernel) -> FrameAllocator:
+    def make_allocator(self, kernel: KernelView) -> FrameAllocator:
         """The frame allocator the design describes, built from ``kernel.memmap``."""
 
     @abstractmethod
-    def early_mappings(self, kernel: Kernel) -> list[KMap]:
+    def early_mappings(self, kernel: KernelView) -> list[KMap]:
         """Mappings of the early (boot) tables."""
 
     @abstractmethod
-    def kernel_mappings(self, kernel: Kernel) -> list[KMap]:
+    def kernel_mappings(self, kernel: KernelView) -> list[KMap]:
         """Mappings of the final kernel tables: image (W^X), direct map, heap."""
 
-    def process_space(self, kernel: Kernel, kernel_space: AddressSpace) -> AddressSpace:
+    def process_space(self, kernel: KernelView, kernel_space: AddressSpace) -> AddressSpace:
         """A new process's space: the kernel half shared, the user half empty."""
         return kernel_space.clone(share_kernel=True, user=False)
 
@@ -141,10 +159,6 @@ class Profile(ABC):
         """The TLB effect of switching to ``proc``: none when entries are ASID-tagged."""
         return Flush.none(f"switch to pid {proc.pid} (ASID {proc.asid}: no flush needed)")
 
-    def heap_frames(self, kernel: Kernel, size: int) -> int:
+    def heap_frames(self, kernel: KernelView, size: int) -> int:
         """Frames for the kernel heap, taken from the allocator at boot."""
         return kernel.frames.allocate(size // 4096)
-
-    def describe(self) -> str:
-        """One line for reports."""
-        return f"{self.name} ({self.mode}, {self.seed})"

@@ -33,11 +33,12 @@ from pagewalk.alloc import ByteMapFrameAllocator, PageState
 from pagewalk.alloc.base import FRAME_SIZE, FrameAllocator
 from pagewalk.flush import Flush
 from pagewalk.formats import MemType, Perm
-from pagewalk.kernel.profile import MIB, RW, RX, KMap, Profile, UserLayout
+from pagewalk.kernel.profile import MIB, RW, RX, KernelView, KMap, Profile, UserLayout
 from pagewalk.space import AddressSpace
 
 if TYPE_CHECKING:
-    from pagewalk.kernel.mm import Kernel, Process
+    from pagewalk.kernel.mm import Kernel
+    from pagewalk.kernel.process import Process
 
 USER_BASE = 0x10000000
 USER_END = 0x20000000
@@ -69,7 +70,7 @@ class AtosProfile(Profile):
     data_alloc_kwargs: ClassVar[dict[str, Any]] = {"state": PageState.USER}
     library_alloc_kwargs: ClassVar[dict[str, Any]] = {"state": PageState.LIBRARY}
 
-    def make_allocator(self, kernel: Kernel) -> FrameAllocator:
+    def make_allocator(self, kernel: KernelView) -> FrameAllocator:
         zones = {
             PageState.USER: (USER_BASE, USER_END),
             PageState.LIBRARY: (LIB_BASE, LIB_END),
@@ -79,13 +80,13 @@ class AtosProfile(Profile):
         alloc.reserve(0, USER_BASE)  # the kernel owns everything below the user zone
         return alloc
 
-    def early_mappings(self, kernel: Kernel) -> list[KMap]:
+    def early_mappings(self, kernel: KernelView) -> list[KMap]:
         return [KMap("boot identity", 0, 0, 0x00550000, RW | Perm.EXEC)]
 
-    def kernel_mappings(self, kernel: Kernel) -> list[KMap]:
+    def kernel_mappings(self, kernel: KernelView) -> list[KMap]:
         return [KMap(n, lo, lo, hi - lo, p | Perm.EXEC, m) for n, lo, hi, p, m in REGIONS]
 
-    def process_space(self, kernel: Kernel, kernel_space: AddressSpace) -> AddressSpace:
+    def process_space(self, kernel: KernelView, kernel_space: AddressSpace) -> AddressSpace:
         # "Kernel mappings for memory are first copied into the process."
         return kernel_space.clone(share_kernel=False, user=True)
 
@@ -94,9 +95,6 @@ class AtosProfile(Profile):
 
     def switch_flush(self, proc: Process) -> Flush:
         return Flush(f"CR3 write for pid {proc.pid}: all non-global entries", everything=True)
-
-    def heap_frames(self, kernel: Kernel, size: int) -> int:
-        raise NotImplementedError("atOS-RT's heap is part of the identity map")
 
 
 def load_library(kernel: Kernel, procs: list[Process], image: bytes, va: int = LIB_BASE) -> int:

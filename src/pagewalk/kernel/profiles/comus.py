@@ -37,11 +37,12 @@ from pagewalk.alloc import BitmapFrameAllocator, VirtualRangeAllocator
 from pagewalk.alloc.base import FRAME_SIZE, FrameAllocator
 from pagewalk.errors import hx
 from pagewalk.formats import Perm
-from pagewalk.kernel.profile import MIB, RW, KMap, Profile, UserLayout
+from pagewalk.kernel.profile import MIB, RW, KernelView, KMap, Profile, UserLayout
 from pagewalk.space import AddressSpace
 
 if TYPE_CHECKING:
-    from pagewalk.kernel.mm import Kernel, Process
+    from pagewalk.kernel.mm import Kernel
+    from pagewalk.kernel.process import Process
 
 KERNEL_START = 1 * MIB
 KERNEL_END = 129 * MIB
@@ -61,10 +62,10 @@ class ComusProfile(Profile):
     cow = False
     user_layout = UserLayout(KERNEL_END, 1 * MIB, USER_STACK_TOP, 64 * 1024, 0x40000000, 0x60000000)
 
-    def make_allocator(self, kernel: Kernel) -> FrameAllocator:
+    def make_allocator(self, kernel: KernelView) -> FrameAllocator:
         return BitmapFrameAllocator(kernel.memmap.usable(), KERNEL_END, memory=kernel.mem)
 
-    def early_mappings(self, kernel: Kernel) -> list[KMap]:
+    def early_mappings(self, kernel: KernelView) -> list[KMap]:
         return [
             KMap(
                 "bootstrap identity",
@@ -75,13 +76,13 @@ class ComusProfile(Profile):
             )
         ]
 
-    def kernel_mappings(self, kernel: Kernel) -> list[KMap]:
+    def kernel_mappings(self, kernel: KernelView) -> list[KMap]:
         size = KERNEL_END - KERNEL_START
         return [
             KMap("kernel identity", KERNEL_START, KERNEL_START, size, RW | Perm.EXEC | Perm.GLOBAL)
         ]
 
-    def process_space(self, kernel: Kernel, kernel_space: AddressSpace) -> AddressSpace:
+    def process_space(self, kernel: KernelView, kernel_space: AddressSpace) -> AddressSpace:
         return kernel_space.clone(share_kernel=False, user=True)
 
 

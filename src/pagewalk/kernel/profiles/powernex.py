@@ -32,11 +32,12 @@ from pagewalk.alloc.base import FrameAllocator
 from pagewalk.errors import PagingError, hx
 from pagewalk.formats import EntryKind, Perm
 from pagewalk.formats.base import Level
-from pagewalk.kernel.profile import MIB, RW, RX, KMap, Profile, UserLayout, image_maps
+from pagewalk.kernel.profile import MIB, RW, RX, KernelView, KMap, Profile, UserLayout, image_maps
 from pagewalk.space import AddressSpace
 
 if TYPE_CHECKING:
-    from pagewalk.kernel.mm import Kernel, Process
+    from pagewalk.kernel.mm import Kernel
+    from pagewalk.kernel.process import Process
 
 KERNEL_PHYS = 0x100000
 KERNEL_END = 0x400000
@@ -57,17 +58,17 @@ class PowerNexProfile(Profile):
     keep_early = False
     user_layout = UserLayout(0x400000, 1 * MIB, 0x7FFFFFFFF000, 64 * 1024, 0x10000000, 0x20000000)
 
-    def make_allocator(self, kernel: Kernel) -> FrameAllocator:
+    def make_allocator(self, kernel: KernelView) -> FrameAllocator:
         return BitmapFrameAllocator(kernel.memmap.usable(), KERNEL_END, memory=kernel.mem)
 
-    def early_mappings(self, kernel: Kernel) -> list[KMap]:
+    def early_mappings(self, kernel: KernelView) -> list[KMap]:
         rwx = RW | Perm.EXEC
         return [
             KMap("LOW", 0x0, 0x0, KERNEL_END, rwx),
             KMap("HIGH", HIGH, 0x0, KERNEL_END, rwx),
         ]
 
-    def kernel_mappings(self, kernel: Kernel) -> list[KMap]:
+    def kernel_mappings(self, kernel: KernelView) -> list[KMap]:
         sections = [
             ("text", 1 * MIB, RX),
             ("rodata", MIB // 2, Perm.READ),

@@ -32,7 +32,7 @@ from pagewalk.alloc.base import FrameAllocator
 from pagewalk.errors import hx
 from pagewalk.flush import Flush
 from pagewalk.formats import Perm
-from pagewalk.kernel.profile import MIB, RW, RX, KMap, Profile, image_maps
+from pagewalk.kernel.profile import MIB, RW, RX, KernelView, KMap, Profile, image_maps
 from pagewalk.memory.memmap import RegionType
 from pagewalk.space import AddressSpace
 
@@ -58,7 +58,7 @@ class MemoryArea:
     acpi: int = 0
 
 
-def memory_map(kernel: Kernel) -> list[MemoryArea]:
+def memory_map(kernel: KernelView) -> list[MemoryArea]:
     """``MEMORY_MAP``: 512 areas at base 0x500, the firmware's regions copied in front."""
     areas = [MemoryArea() for _ in range(512)]
     codes = {RegionType.USABLE: 1, RegionType.RESERVED: 2, RegionType.ACPI_RECLAIMABLE: 3}
@@ -76,7 +76,7 @@ class RedoxProfile(Profile):
     demand_paging = False
     cow = False
 
-    def make_allocator(self, kernel: Kernel) -> FrameAllocator:
+    def make_allocator(self, kernel: KernelView) -> FrameAllocator:
         self.memory_areas = memory_map(kernel)
         free = [
             (a.base_addr, a.length)
@@ -85,10 +85,10 @@ class RedoxProfile(Profile):
         ]
         return redox_allocator(free, KERNEL_START, KERNEL_END)
 
-    def early_mappings(self, kernel: Kernel) -> list[KMap]:
+    def early_mappings(self, kernel: KernelView) -> list[KMap]:
         return [KMap("identity 0-4M", 0, 0, KERNEL_END, RW | Perm.EXEC)]
 
-    def kernel_mappings(self, kernel: Kernel) -> list[KMap]:
+    def kernel_mappings(self, kernel: KernelView) -> list[KMap]:
         sections = [("text", 1 * MIB, RX), ("rodata", 1 * MIB, Perm.READ), ("data", 1 * MIB, RW)]
         maps = image_maps(KERNEL_OFFSET + KERNEL_PHYS, KERNEL_PHYS, sections)
         for region in kernel.mem.regions:

@@ -39,6 +39,7 @@ from pagewalk.kernel.profile import (
     MIB,
     RW,
     RX,
+    KernelView,
     KMap,
     Profile,
     UserLayout,
@@ -70,7 +71,7 @@ class Sel4Profile(Profile):
     def memory_map(self, ram: int) -> MemoryMap:
         return pc_memory_map(ram, base=RAM_BASE, bios=False)
 
-    def make_allocator(self, kernel: Kernel) -> FrameAllocator:
+    def make_allocator(self, kernel: KernelView) -> FrameAllocator:
         usable = kernel.memmap.usable()
         kernel_end = RAM_BASE + 4 * MIB
         runs = [
@@ -80,10 +81,10 @@ class Sel4Profile(Profile):
         ]
         return BuddyFrameAllocator(runs)
 
-    def early_mappings(self, kernel: Kernel) -> list[KMap]:
+    def early_mappings(self, kernel: KernelView) -> list[KMap]:
         return [KMap("boot identity", RAM_BASE, RAM_BASE, 4 * MIB, RW | Perm.EXEC)]
 
-    def kernel_mappings(self, kernel: Kernel) -> list[KMap]:
+    def kernel_mappings(self, kernel: KernelView) -> list[KMap]:
         sections = [("text", 1 * MIB, RX), ("rodata", 1 * MIB, Perm.READ), ("data", 2 * MIB, RW)]
         maps = image_maps(KERNEL_VIRT, RAM_BASE, sections)
         for region in kernel.mem.regions:
