@@ -579,3 +579,46 @@ def test_listeners_hear_the_name_of_the_call_made() -> None:
     space.unmap(0x40_0000).ignore()
     space.map_range(0x40_0000, 0x1000, 0x2000, Perm.READ).ignore()
     assert heard == ["map", "break-before-make", "protect", "unmap", "map_range"]
+
+
+def test_space_package_is_layered_without_import_cycles() -> None:
+    """The parts of ``pagewalk.space`` import each other as a DAG, never the package itself,
+    and the old mixin modules are gone."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    import pagewalk.space
+
+    (root,) = pagewalk.space.__path__
+    graph: dict[str, set[str]] = {}
+    for path in Path(root).glob("*.py"):
+        name = f"pagewalk.space.{path.stem}" if path.stem != "__init__" else "pagewalk.space"
+        deps = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                target = node.module
+            elif isinstance(node, ast.Import):
+                target = node.names[0].name
+            else:
+                continue
+            if target == "pagewalk.space" or target.startswith("pagewalk.space."):
+                deps.add(target)
+    assert len(graph) >= 5
+    for name, deps in graph.items():
+        if name != "pagewalk.space":
+            assert "pagewalk.space" not in deps, f"{name} imports the package it is part of"
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"import cycle: {' -> '.join((*path, name))}"
+        if name in done:
+            return
+        for dep in graph.get(name, ()):
+            visit(dep, (*path, name))
+        done.add(name)
+
+    for name in graph:
+        visit(name, ())
+    for old in ("pagewalk.space_ops", "pagewalk.space_clone"):
+        assert importlib.util.find_spec(old) is None
