@@ -19,13 +19,14 @@ import numpy as np
 
 from pagewalk.batch import BatchResult, Translator
 from pagewalk.cli.common import console, emit_json, machine_from
-from pagewalk.cli.machine import Machine, machine_options, parse_int, sidecar_path
+from pagewalk.cli.machine import machine_options
 from pagewalk.cli.render import print_walk
 from pagewalk.errors import DumpError, PageFault
 from pagewalk.image import build, load_spec, save
+from pagewalk.machine import Machine, parse_int, sidecar_path
 from pagewalk.mmu import check_access
 from pagewalk.safeio import Source, check_stream, check_target, replacing
-from pagewalk.walk import Walk, walk
+from pagewalk.walk import Walk
 
 #: addresses per chunk when streaming (8 MiB in, 8 MiB out)
 STREAM_CHUNK = 1 << 20
@@ -93,7 +94,7 @@ def translate(
         click.echo(f"translated {n} address(es) to {where}: {faults} fault(s)", err=to_file == "-")
         return
     addresses = [parse_int(v, "VA") for v in vas]
-    results = [walk(machine.mem, machine.mode, machine.roots, va) for va in addresses]
+    results = [machine.walk(va) for va in addresses]
     checks = None
     if access is not None or user:
         kind = access or "read"

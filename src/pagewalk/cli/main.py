@@ -29,9 +29,9 @@ def cli() -> None:
 
 def _register() -> None:
     """Add the commands, each area in its own module."""
-    from pagewalk.cli import boot_cmd, image_cmds, inspect_cmds, memmap_cmd
+    from pagewalk.cli import boot_cmd, image_cmds, inspect_cmds, memmap_cmd, report_cmds
 
-    for module in (image_cmds, inspect_cmds, memmap_cmd, boot_cmd):
+    for module in (image_cmds, inspect_cmds, report_cmds, memmap_cmd, boot_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
