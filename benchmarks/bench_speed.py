@@ -1,9 +1,18 @@
 """Speed benchmarks (issue 7): batch translation, enumeration, map_range and host memory.
 
-Run: ``python benchmarks/bench_speed.py`` (add ``--quick`` to skip the 16 GiB figures). Every
-figure is a median, and every ratio is against a baseline measured in the same run on the same
-image: a C walker and a C table writer (``benchmarks/c/``, compiled here with the system ``cc``)
-and Volatility 3's ``Intel32e`` layer over a raw ``FileLayer`` (no OS symbols).
+Run: ``python benchmarks/bench_speed.py`` (add ``--quick`` to skip the 16 GiB figures, or
+``--stream`` for the whole-process figure alone). Every figure is a median, and every ratio is
+against a baseline measured in the same run on the same image: a C walker and a C table writer
+(``benchmarks/c/``, compiled here with the system ``cc``) and Volatility 3's ``Intel32e`` layer
+over a raw ``FileLayer`` (no OS symbols).
+
+The whole-process figure (issue 14) times ``pagewalk translate IMAGE --from-file ADDRS --to-file
+OUT`` as a user runs it, start-up, imports and file I/O included, against ``walk IMAGE CR3 ADDRS
+- OUT`` (the same C walker reading and writing the files in chunks). Both write a file that does
+not exist yet: on this VM, page-cache pages the guest never used cost several times what
+recycled ones do, and a replaced target keeps its old pages until the rename, so writing over
+an existing file would measure the VM rather than the walkers. The command runs with its
+bytecode cached, as an installed package has it, even where PYTHONDONTWRITEBYTECODE is set.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +40,7 @@ from pagewalk.enumerate import mappings
 GIB = 1 << 30
 BASE_VA = 0x100000000000  # low half: Volatility's Intel32e takes VAs as they are
 N_ADDRS = 10_000_000
+N_STREAM = 20_000_000  # addresses in the whole-process figure
 ROUNDS = 5
 HERE = Path(__file__).parent
 
@@ -76,7 +87,7 @@ def volatility_layer(image: Path, cr3: int) -> object:
 
 
 def bench_translate(gib: int, work: Path, walker: Path, with_vol: bool) -> None:
-    image, cr3 = build(gib, work)
+    image, cr3 = work / f"img{gib}", built_cr3(gib, work)
     rng = np.random.default_rng(gib)
     vas = np.uint64(BASE_VA) + rng.integers(0, gib * GIB, N_ADDRS, dtype=np.uint64)
     vas.astype("<u8").tofile(work / "vas")
@@ -133,6 +144,68 @@ def bench_translate(gib: int, work: Path, walker: Path, with_vol: bool) -> None:
     report("  ratio (goal >= 100)", (pages / t_map) / (span // 4096 / t_vmap), "x")
 
 
+def whole_process(
+    args: list[str], out: Path | None = None, env: dict[str, str] | None = None
+) -> float:
+    """Wall seconds of one run of ``args`` (writing ``out``, which is removed first)."""
+    if out is not None:
+        out.unlink(missing_ok=True)
+    start = time.perf_counter()
+    done = subprocess.run(args, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(args)}: exit {done.returncode}: {done.stderr.strip()}")
+    return elapsed
+
+
+def pagewalk_env(work: Path) -> dict[str, str]:
+    """The environment of the installed command, with its bytecode cached (in ``work``) as an
+    installed package has it, even where PYTHONDONTWRITEBYTECODE is set."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    return env
+
+
+def bench_stream(gib: int, work: Path, walker: Path) -> None:
+    """The whole process: ``pagewalk translate --from-file --to-file`` against C doing the same."""
+    image, cr3 = work / f"img{gib}", built_cr3(gib, work)
+    rng = np.random.default_rng(gib + 100)
+    vas = np.uint64(BASE_VA) + rng.integers(0, gib * GIB, N_STREAM, dtype=np.uint64)
+    addrs, out_c, out_pw = work / "stream_vas", work / "out_c", work / "out_pw"
+    vas.astype("<u8").tofile(addrs)
+    del vas
+    exe = Path(sys.executable).parent / "pagewalk"
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pagewalk"]
+    command += ["translate", str(image), "--mode", "x86_64", "--root", hex(cr3)]
+    command += ["--from-file", str(addrs), "--to-file", str(out_pw)]
+    c_command = [str(walker), str(image), str(cr3), str(addrs), "-", str(out_c)]
+    startup = [sys.executable, "-c", "import pagewalk.cli.main"]
+    env = pagewalk_env(work)
+    whole_process(command, out_pw, env)  # warm: bytecode, page cache
+    whole_process(c_command, out_c)
+    assert out_c.read_bytes() == out_pw.read_bytes(), "pagewalk and C disagree"
+    rounds = []
+    for _ in range(ROUNDS):  # taking turns, as in bench_translate
+        t_c = min(whole_process(c_command, out_c) for _ in range(2))
+        t_pw = min(whole_process(command, out_pw, env) for _ in range(2))
+        t_start = min(whole_process(startup, env=env) for _ in range(2))
+        rounds.append((t_pw, t_c, t_start))
+    t_pw, t_c, t_start = (statistics.median(r[k] for r in rounds) for k in range(3))
+    m = N_STREAM / 1e6
+    report(
+        f"whole process: translate {m:.0f} M addresses file to file ({gib} GiB)", t_pw * 1e3, "ms"
+    )
+    report("  of which Python start-up and imports (no work)", t_start * 1e3, "ms")
+    report("  baseline: C walker, same files (walk IMAGE CR3 ADDRS - OUT)", t_c * 1e3, "ms")
+    ratios = [c / p for p, c, _ in rounds]
+    report("  ratio whole process pagewalk / C (goal >= 0.5)", statistics.median(ratios), "x")
+    print(f"    (per round: {', '.join(f'{r:.2f}' for r in ratios)})")
+    work_only = statistics.median(c / (p - s) for p, c, s in rounds)
+    report("  ratio with pagewalk's start-up left out", work_only, "x")
+    for path in (addrs, out_c, out_pw):
+        path.unlink(missing_ok=True)
+
+
 def bench_map_range(gib: int, work: Path, writer: Path) -> None:
     def run() -> None:
         mem = PhysicalMemory((gib + 1) * GIB)
@@ -161,12 +234,23 @@ def bench_memory(gib: int) -> None:
     report("  ratio host / hardware (goal <= 1.1)", grown / hw, "x")
 
 
+def built_cr3(gib: int, work: Path) -> int:
+    """The image of ``gib`` GiB in ``work``, built once; returns its CR3."""
+    cr3 = work / f"img{gib}.cr3"
+    if not cr3.exists():
+        cr3.write_text(str(build(gib, work)[1]))
+    return int(cr3.read_text())
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     sizes = (1,) if quick else (1, 16)
     with tempfile.TemporaryDirectory(dir=os.environ.get("PAGEWALK_BENCH_DIR")) as tmp:
         work = Path(tmp)
         walker, writer = cc("walk", work), cc("maprange", work)
+        bench_stream(1, work, walker)
+        if "--stream" in sys.argv:
+            return
         for gib in sizes:
             bench_translate(gib, work, walker, with_vol=True)
         bench_map_range(sizes[-1], work, writer)

@@ -369,3 +369,29 @@ def test_top_byte_and_half_select_match_scalar(tbi: str, impl: str) -> None:
         assert ref.fault is not None or int(got.pa[i]) == ref.pa, hex(va)
         seen.add(kind)
     assert None in seen and "translation" in seen  # both translations and misses were tried
+
+
+@needs_fast
+@pytest.mark.parametrize("name", ["x86_64", "sv39", "aarch64", "pae", "la57", "sv48"])
+def test_translator_sees_a_repointed_table_in_the_next_batch(name: str) -> None:
+    """The compiled walker's last-level table cache lives one batch: after a batch, point an
+    upper entry at another table (same shapes, other PAs); the next batch must see it."""
+    mode = make_mode(name)
+    mem = PhysicalMemory(64 * MIB)
+    space = AddressSpace(mode, mem, SimpleFrameAllocator(32 * MIB, 32 * MIB))
+    base = mode.halves[0].va_start + (64 << 21)
+    rw = Perm.READ | Perm.WRITE
+    space.map_range(base, 0, 2 * MIB, rw, page_sizes=(4096,)).ignore()
+    space.map_range(base + (8 << 21), 4 * MIB, 2 * MIB, rw, page_sizes=(4096,)).ignore()
+    tr = Translator(mem, mode, space.roots, impl="compiled")
+    va = np.repeat(np.uint64(base) + np.arange(0, 2 * MIB, 4096 * 3, dtype=np.uint64), 16)
+    tr.translate(va)
+    before = tr.translate(va).pa.copy()
+    above_a = walk(mem, mode, space.roots, base).steps[-2]
+    above_b = walk(mem, mode, space.roots, base + (8 << 21)).steps[-2]
+    mem.write_entry(above_a.entry_pa, mode.entry_size, above_b.raw)
+    got = tr.translate(va)
+    want = translate_batch(mem, mode, space.roots, va, impl="numpy")
+    assert not np.array_equal(before, want.pa), "the repointed entry changed nothing"
+    for field in ("pa", "page_size", "fault", "level"):
+        assert np.array_equal(getattr(got, field), getattr(want, field)), field

@@ -6,6 +6,11 @@
  * P bit 0, address bits 51:12), REPEAT times, and prints the median seconds of one pass, the
  * number of faults and a checksum of the physical addresses (to compare with pagewalk's).
  * It does the least a correct walker can: no reserved-bit checks, no permissions.
+ *
+ * Usage: walk IMAGE CR3 ADDRS - OUT
+ * The whole-process baseline of `pagewalk translate --from-file ADDRS --to-file OUT`: one pass
+ * that reads ADDRS with read(2) in chunks of CHUNK addresses, walks them and writes each PA
+ * (all-ones for a fault) to OUT with write(2). The caller times the whole process.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
@@ -19,6 +24,7 @@
 #include <unistd.h>
 
 #define ADDR_MASK 0x000FFFFFFFFFF000ULL
+#define CHUNK (1 << 16)
 
 static const uint8_t *image;
 static uint64_t image_size;
@@ -67,10 +73,29 @@ static void *map_file(const char *path, uint64_t *size) {
     return p;
 }
 
+/* Stream ADDRS to OUT a chunk at a time, as a plain C translate-a-file tool would. */
+static int stream(uint64_t cr3, const char *src, const char *dst) {
+    static uint64_t va[CHUNK], pa[CHUNK];
+    int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (in < 0 || out < 0) { perror("open"); return 2; }
+    ssize_t got;
+    while ((got = read(in, va, sizeof va)) > 0) { /* a regular file: whole words */
+        size_t n = (size_t)got / 8;
+        walk_all(cr3, va, pa, n);
+        if (write(out, pa, n * 8) != (ssize_t)(n * 8)) { perror("write"); return 2; }
+    }
+    if (got < 0 || close(out) < 0) { perror(dst); return 2; }
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 5) { fprintf(stderr, "usage: walk IMAGE CR3 ADDRS REPEAT\n"); return 2; }
+    if (argc != 5 && !(argc == 6 && !strcmp(argv[4], "-"))) {
+        fprintf(stderr, "usage: walk IMAGE CR3 ADDRS REPEAT | walk IMAGE CR3 ADDRS - OUT\n");
+        return 2;
+    }
     image = map_file(argv[1], &image_size);
     uint64_t cr3 = strtoull(argv[2], NULL, 0), bytes;
+    if (argc == 6) return stream(cr3, argv[3], argv[5]);
     const uint64_t *va = map_file(argv[3], &bytes);
     size_t n = bytes / 8;
     int repeat = atoi(argv[4]);

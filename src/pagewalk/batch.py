@@ -81,10 +81,21 @@ class Translator:
 
     It picks the implementation once (see :func:`translate_batch`), so streaming many chunks
     pays the set-up, and the compiled path's learning of entry shapes, only once.
+
+    ``static=True`` promises that nothing writes the memory while the Translator lives (a dump
+    streamed through it, as ``pagewalk translate --from-file`` does): the compiled walker then
+    keeps, from call to call, the table addresses it found above the last level, instead of
+    finding them again in every batch. A memory written between calls gets stale answers.
     """
 
     def __init__(
-        self, mem: BatchReader, mode: PagingMode, roots: Sequence[int], *, impl: str = "auto"
+        self,
+        mem: BatchReader,
+        mode: PagingMode,
+        roots: Sequence[int],
+        *,
+        impl: str = "auto",
+        static: bool = False,
     ) -> None:
         if impl not in IMPLS:
             raise ConfigError(f"unknown batch implementation {impl!r} (use {', '.join(IMPLS)})")
@@ -100,11 +111,12 @@ class Translator:
                     "path); use impl='numpy'"
                 )
         self.impl = "numpy" if self._compiled is None else "compiled"
+        self.static = static
 
     def translate(self, vas: npt.ArrayLike, *, out: BatchResult | None = None) -> BatchResult:
         """Translate every address in ``vas`` (into ``out`` if given; it is returned)."""
         if self._compiled is not None:
-            return self._compiled.translate(vas, out=out)
+            return self._compiled.translate(vas, out=out, memory_unchanged=self.static)
         got = _translate_numpy(self.mem, self.mode, self.roots, vas)
         if out is None:
             return got

@@ -11,7 +11,10 @@ reports a miss, Python decodes the shape with ``mode.decode``, and the walk runs
 fast path reaches the reference's verdicts by construction (Intel SDM vol. 3A ch. 4, Arm ARM D8,
 RISC-V privileged spec), and a property test checks it on every mode. The shape tables are
 shared by all walkers of a mode, so a walker points its levels at the current arrays before
-every call into C.
+every call into C. Each walker also keeps a paging-structure cache for the C loop (as the CPU's,
+Intel SDM vol. 3A §4.10.3: the table a walk's last level reads, by the VA bits above it), valid
+while the memory does not change: emptied at every batch, unless the caller promises otherwise
+(``memory_unchanged``, for a dump streamed in chunks).
 
 When the library is not built (no C compiler at install time), the mode cannot be reduced to
 numbers, or the memory does not expose its bytes (:class:`pagewalk.memory.protocols.Segmented`),
@@ -38,6 +41,11 @@ _LIB = _native.load()
 AVAILABLE = _LIB is not None
 #: addresses per call into C (bounds the miss buffers)
 CALL_CHUNK = 1 << 16
+#: addresses in a walker's first call into C: a cold walker meets its first shapes on a few
+#: addresses, not on a whole chunk walked again once per level
+WARM_CHUNK = 256
+#: misses decoded per round: the first ones name the new shapes (the rest mostly repeat them)
+LEARN_CAP = 4096
 
 
 class CompiledWalker:
@@ -76,12 +84,24 @@ class CompiledWalker:
                 self._where[h * 8 + li] = level
                 self._fill_level(c.levels[li], level)
         self._w = w
+        self._warm = False  # whether a call into C has run (so the common shapes are known)
         self._generation = plan.generation  # of the tables the levels point at
         self._miss_idx = np.empty(CALL_CHUNK, np.int64)
         self._miss_where = np.empty(CALL_CHUNK, np.int32)
         self._miss_raw = np.empty(CALL_CHUNK, np.uint64)
         # the last clean shape per (half, level): kept from call to call (verdicts never change)
         self._memo = np.zeros((16, 2), np.uint64)
+        # the paging-structure cache of _walk.c (the table each walk's last level reads): valid
+        # while the memory does not change, so emptied at every batch unless told otherwise
+        self._cache = np.zeros(_LIB.pw_cache_bytes(), np.uint8)
+        # the pointers that are the same at every call
+        self._fixed = (
+            self._miss_idx.ctypes.data,
+            self._miss_where.ctypes.data,
+            self._miss_raw.ctypes.data,
+            self._memo.ctypes.data,
+            self._cache.ctypes.data,
+        )
 
     def _fill_level(self, lv: _native.PwLevel, level: Level) -> None:
         r = self.plan.rules[level]
@@ -135,26 +155,34 @@ class CompiledWalker:
             self._repoint()
         return learned
 
-    def translate(self, vas: npt.ArrayLike, *, out: BatchResult | None = None) -> BatchResult:
-        """Translate every address (any integer array, taken as uint64), into ``out`` if given."""
+    def translate(
+        self,
+        vas: npt.ArrayLike,
+        *,
+        out: BatchResult | None = None,
+        memory_unchanged: bool = False,
+    ) -> BatchResult:
+        """Translate every address (any integer array, taken as uint64), into ``out`` if given.
+
+        ``memory_unchanged`` promises that nothing wrote the memory since the previous call:
+        the walker then keeps its cache of the tables above the last level (streaming does).
+        """
         va = np.ascontiguousarray(np.asarray(vas, dtype=np.uint64).ravel())
         n = va.size
         if out is None:
             out = BatchResult.empty(n)
         else:
             out.check_out(n)
+        if not memory_unchanged:
+            self._cache.fill(0)
         walker = ctypes.byref(self._w)
-        miss = (self._miss_idx.ctypes.data, self._miss_where.ctypes.data)
-        miss_raw, memo = self._miss_raw.ctypes.data, self._memo.ctypes.data
-        for start in range(0, n, CALL_CHUNK):
-            count = min(CALL_CHUNK, n - start)
-            ptrs = (
-                va.ctypes.data + 8 * start,
-                out.pa.ctypes.data + 8 * start,
-                out.page_size.ctypes.data + 8 * start,
-                out.fault.ctypes.data + start,
-                out.level.ctypes.data + start,
-            )
+        arrays = (va, out.pa, out.page_size, out.fault, out.level)
+        bases = [(a.ctypes.data, a.itemsize) for a in arrays]
+        done = 0
+        while done < n:
+            count = min(CALL_CHUNK if self._warm else WARM_CHUNK, n - done)
+            ptrs = [base + size * done for base, size in bases]
+            done, self._warm = done + count, True
             idx: npt.NDArray[np.int64] | None = None
             stalled = False  # the last round learned nothing new
             while True:
@@ -162,12 +190,11 @@ class CompiledWalker:
                     with self.plan.lock:
                         self._repoint()
                 idx_ptr = None if idx is None else idx.ctypes.data
-                misses = int(
-                    self._fn(walker, ptrs[0], idx_ptr, count, *ptrs[1:], *miss, miss_raw, memo)
-                )
+                misses = int(self._fn(walker, ptrs[0], idx_ptr, count, *ptrs[1:], *self._fixed))
                 if not misses:
                     break
-                if self._learn(self._miss_where[:misses], self._miss_raw[:misses]):
+                some = min(misses, LEARN_CAP)
+                if self._learn(self._miss_where[:some], self._miss_raw[:some]):
                     stalled = False
                 elif stalled:  # twice in a row, with current tables: a bug, not a race
                     raise AssertionError("compiled walker missed on shapes it already knows")

@@ -17,7 +17,7 @@ from pathlib import Path
 MAX_LEVELS = 6
 MAX_SEGS = 64
 #: the interface version ``pw_abi()`` must return; a library built from older sources is ignored
-ABI = 3
+ABI = 4
 
 c_u64 = ctypes.c_uint64
 c_i64 = ctypes.c_int64
@@ -103,12 +103,13 @@ def load() -> ctypes.CDLL | None:
         return None
     try:
         lib = ctypes.CDLL(str(path))
-        fn, abi = lib.pw_translate, lib.pw_abi
+        fn, abi, _ = lib.pw_translate, lib.pw_abi, lib.pw_cache_bytes
     except (OSError, AttributeError):
         return None
     abi.restype, abi.argtypes = c_i32, ()
     if abi() != ABI:
         return None
     fn.restype = c_i64
-    fn.argtypes = (ctypes.POINTER(PwWalker), c_ptr, c_ptr, c_i64, *([c_ptr] * 8))
+    fn.argtypes = (ctypes.POINTER(PwWalker), c_ptr, c_ptr, c_i64, *([c_ptr] * 9))
+    lib.pw_cache_bytes.restype, lib.pw_cache_bytes.argtypes = c_i64, ()
     return lib

@@ -12,8 +12,9 @@
  * There are two loops. The general one (translate_loop) takes any entry size, any memory
  * segments and any shape. The fast one (fast_loop) takes the common case, 8-byte entries in one
  * segment, and only the walks that meet the shapes seen last at each level; it walks sixteen
- * addresses abreast so that their cache misses overlap, and hands every other walk to the
- * general loop. Only the general loop ever decides what a new shape means.
+ * addresses abreast so that their cache misses overlap, starts them at the last level when a
+ * paging-structure cache knows the table there, and hands every other walk to the general
+ * loop. Only the general loop ever decides what a new shape means.
  *
  * Plain C with no Python headers: it is loaded with ctypes.
  */
@@ -324,7 +325,29 @@ typedef struct {
                    * tests them all at once */
     uint64_t *pa, *psize;
     int8_t *fault, *flevel;
+    int32_t kshift[2]; /* per half: the paging-structure cache's key shift, or -1 (none) */
 } fast_ctx;
+
+/* The paging-structure cache (as the CPU's, Intel SDM vol. 3A 4.10.3), kept by the caller for
+ * the calls of one batch (the memory does not change meanwhile): the table the last level of a
+ * walk reads, keyed by the half and by the VA bits that index the levels above (those at and
+ * above kshift, the shift of the last level but one). A walk goes in only when every entry above
+ * had the table shape seen last, so a hit skips exactly the reads that would have found them.
+ * tag is 0 (empty) or 1 + (key | half << 63); a key has its top two bits clear (kshift >= 2). */
+#define PDE_SLOTS 8192
+typedef struct {
+    struct { uint64_t tag, table; } slot[PDE_SLOTS];
+    int64_t fills; /* lanes that missed and were filled: about the tables met, when it is big
+                    * the tables outgrow the caches and the loop prefetches (PF_BYTES) */
+    int64_t fails; /* groups that missed and ended in large pages, with nothing to cache: when
+                    * they outnumber the fills, the cache is given up for the batch */
+} pde_cache;
+#define PF_GROUPS 2         /* prefetch the entries of the group this many ahead */
+#define PF_BYTES (8 << 20)  /* ... once the last-level tables met exceed this */
+
+static inline uint64_t pde_tag(const fast_ctx *c, int32_t h, uint64_t v) {
+    return ((v >> c->kshift[h]) | (uint64_t)h << 63) + 1;
+}
 
 static inline __attribute__((always_inline)) void
 fast_leaf(const int plain, const fast_ctx *c, const fast_level *f, const pw_level *lv,
@@ -366,14 +389,25 @@ static inline __attribute__((always_inline)) int32_t half_of(const int single,
 
 /* LANES walks from va[i] on, all in half h; the ones that leave the fast way go to redo. */
 static inline __attribute__((always_inline)) void fast_lanes(const int plain, const fast_ctx *c,
-                                                             int32_t h, const uint64_t *vs,
-                                                             int64_t i, int64_t *redo,
-                                                             int32_t *nredo) {
+                                                             pde_cache *pc, int32_t h,
+                                                             const uint64_t *vs, int64_t i,
+                                                             int64_t *redo, int32_t *nredo) {
     const pw_half *half = &c->w->halves[h];
     const fast_level *f = c->fl[h];
-    uint64_t ts[LANES], rs[LANES];
-    for (int g = 0; g < LANES; g++) ts[g] = half->root;
-    int32_t li = 0;
+    uint64_t ts[LANES], rs[LANES], tags[LANES] = {0};
+    int32_t li = 0, missed = 0;
+    const int cached = pc && c->kshift[h] >= 0 && pc->fails <= 256 + pc->fills;
+    if (cached) { /* every lane in the cache: all start at the last level */
+        for (int g = 0; g < LANES; g++) {
+            tags[g] = pde_tag(c, h, vs[g]);
+            const uint32_t slot = (uint32_t)tags[g] & (PDE_SLOTS - 1);
+            ts[g] = pc->slot[slot].table;
+            missed += pc->slot[slot].tag != tags[g];
+        }
+        if (!missed) li = half->nlevels - 1, f += li;
+    }
+    if (li == 0)
+        for (int g = 0; g < LANES; g++) ts[g] = half->root;
     for (;; li++, f++) {
         int ok = 1;
         uint64_t any = 0;
@@ -391,12 +425,20 @@ static inline __attribute__((always_inline)) void fast_lanes(const int plain, co
         if (!diff) { /* all tables of the shape seen last: down together */
             for (int g = 0; g < LANES; g++)
                 ts[g] = plain ? rs[g] & f->am0 : extract(&half->levels[li], 0, rs[g]);
+            if (missed && li + 2 == half->nlevels) { /* into the last level: remember them */
+                for (int g = 0; g < LANES; g++) {
+                    const uint32_t slot = (uint32_t)tags[g] & (PDE_SLOTS - 1);
+                    pc->slot[slot].tag = tags[g], pc->slot[slot].table = ts[g];
+                }
+                pc->fills += missed;
+            }
             continue;
         }
         uint64_t ldiff = 0;
         for (int g = 0; g < LANES; g++) ldiff |= (rs[g] & f->m1) ^ f->v1;
         if (!ldiff) { /* all leaves of the shape seen last */
             const uint64_t size = f->size_mask + 1;
+            if (missed && li + 1 < half->nlevels) pc->fails++; /* large pages: none to cache */
             for (int g = 0; g < LANES; g++) {
                 c->pa[i + g] = (plain ? rs[g] & f->am1 : extract(&half->levels[li], 1, rs[g])) |
                                (vs[g] & f->size_mask);
@@ -428,16 +470,26 @@ fast_loop(const int plain, const int single, const pw_walker *restrict w,
           const uint64_t *restrict va, int64_t n, uint64_t *restrict pa,
           uint64_t *restrict psize, int8_t *restrict fault, int8_t *restrict flevel,
           int64_t *restrict miss_idx, int32_t *restrict miss_where, uint64_t *restrict miss_raw,
-          uint64_t (*memo)[2]) {
-    int64_t misses = 0, redo[REDO + LANES];
+          uint64_t (*memo)[2], pde_cache *pc) {
+    int64_t misses = 0, redo[REDO + LANES], pf_fills = INT64_MAX;
     int32_t nredo = 0, flushes = 0;
     fast_level fl[2][PW_MAX_LEVELS];
     fast_refresh(w, fl, memo);
     uint64_t pow = 1; /* the largest power of two no larger than the segment */
     while (pow <= (w->seg_end[0] - w->seg_start[0]) / 2) pow <<= 1;
-    const fast_ctx c = {w, (const fast_level(*)[PW_MAX_LEVELS])fl, w->buf + w->seg_delta[0],
-                        w->seg_start[0], w->seg_end[0] - 7 - w->seg_start[0], pow, pa, psize,
-                        fault, flevel};
+    fast_ctx c = {w, (const fast_level(*)[PW_MAX_LEVELS])fl, w->buf + w->seg_delta[0],
+                  w->seg_start[0], w->seg_end[0] - 7 - w->seg_start[0], pow, pa, psize, fault,
+                  flevel, {-1, -1}};
+    for (int hh = 0; pc && hh < w->nhalves; hh++) { /* the cache, where the levels above the
+                                                     * last index by higher VA bits only */
+        const pw_half *q = &w->halves[hh];
+        const int32_t ks = q->nlevels >= 2 ? q->levels[q->nlevels - 2].shift : -1;
+        int usable = ks >= 2;
+        for (int li = 0; li + 1 < q->nlevels; li++) usable &= q->levels[li].shift >= ks;
+        c.kshift[hh] = usable ? ks : -1;
+        const int64_t tbytes = (int64_t)(q->levels[q->nlevels - 1].index_mask + 1) * 8;
+        if (usable && tbytes > 0 && PF_BYTES / tbytes < pf_fills) pf_fills = PF_BYTES / tbytes;
+    }
 
     /* A half whose VA range is a plain power-of-two span (no ignored top byte, no select bit)
      * can take a whole group in one test: every v - lo OR-ed together stays within the span. */
@@ -451,6 +503,21 @@ fast_loop(const int plain, const int single, const pw_walker *restrict w,
     for (int64_t i = 0; i < n; i += LANES) {
         uint64_t vs[LANES];
         int32_t h = -1, together = i + LANES <= n;
+        if (pc && pc->fills >= pf_fills && i + (PF_GROUPS + 1) * LANES <= n)
+            for (int g = 0; g < LANES; g++) { /* the tables are big: prefetch a later group's
+                                               * last-level entries, where the cache knows them */
+                const uint64_t v = va[i + PF_GROUPS * LANES + g];
+                for (int hh = 0; hh < w->nhalves; hh++) {
+                    if (c.kshift[hh] < 0) continue;
+                    const uint64_t tag = pde_tag(&c, hh, v);
+                    const uint32_t slot = (uint32_t)tag & (PDE_SLOTS - 1);
+                    if (pc->slot[slot].tag != tag) continue;
+                    const fast_level *z = &fl[hh][w->halves[hh].nlevels - 1];
+                    __builtin_prefetch((const void *)((uintptr_t)c.base + pc->slot[slot].table +
+                                                      ((v >> z->shift) & z->index_mask) * 8));
+                    break;
+                }
+            }
         if (together) {
             for (int g = 0; g < LANES; g++) vs[g] = va[i + g];
             for (int hh = 0; hh < w->nhalves && h < 0; hh++) {
@@ -466,7 +533,7 @@ fast_loop(const int plain, const int single, const pw_walker *restrict w,
             }
         }
         if (together) {
-            fast_lanes(plain, &c, h, vs, i, redo, &nredo);
+            fast_lanes(plain, &c, pc, h, vs, i, redo, &nredo);
         } else {
             for (int64_t k = i; k < n && k < i + LANES; k++) {
                 const int32_t hk = half_of(single, w, va[k]);
@@ -516,31 +583,30 @@ static int fast_plain(const pw_walker *restrict w) {
 }
 
 /* The interface version: _native.ABI must match it. */
-int32_t pw_abi(void) { return 3; }
+int32_t pw_abi(void) { return 4; }
+
+/* The bytes of the paging-structure cache the caller keeps (zeroed at the start of a batch). */
+int64_t pw_cache_bytes(void) { return (int64_t)sizeof(pde_cache); }
+
+#define PW_FAST(plain, single) \
+    fast_loop(plain, single, w, va, n, pa, psize, fault, flevel, miss_idx, miss_where, \
+              miss_raw, memo, (pde_cache *)cache)
 
 /* Translate va[idx[k]] (or va[k] when idx is NULL) for k < n; see translate_loop. memo is the
  * caller's [16][2] table of the last clean shapes (zeros at first); it lasts from call to call,
- * since a shape's verdict never changes. */
+ * since a shape's verdict never changes. cache is NULL or the caller's pw_cache_bytes() bytes,
+ * zeroed at the start of a batch and kept through its calls while the memory does not change. */
 int64_t pw_translate(const pw_walker *restrict w, const uint64_t *restrict va,
                      const int64_t *restrict idx, int64_t n, uint64_t *restrict pa,
                      uint64_t *restrict psize, int8_t *restrict fault, int8_t *restrict flevel,
                      int64_t *restrict miss_idx, int32_t *restrict miss_where,
-                     uint64_t *restrict miss_raw, uint64_t (*memo)[2]) {
+                     uint64_t *restrict miss_raw, uint64_t (*memo)[2], void *cache) {
     if (!idx && fast_ok(w)) {
         const int plain = fast_plain(w);
         const int single =
             w->nhalves == 1 && !w->halves[0].ignore_top && w->halves[0].select_bit < 0;
-        if (plain && single)
-            return fast_loop(1, 1, w, va, n, pa, psize, fault, flevel, miss_idx, miss_where,
-                             miss_raw, memo);
-        if (plain)
-            return fast_loop(1, 0, w, va, n, pa, psize, fault, flevel, miss_idx, miss_where,
-                             miss_raw, memo);
-        if (single)
-            return fast_loop(0, 1, w, va, n, pa, psize, fault, flevel, miss_idx, miss_where,
-                             miss_raw, memo);
-        return fast_loop(0, 0, w, va, n, pa, psize, fault, flevel, miss_idx, miss_where,
-                         miss_raw, memo);
+        if (plain) return single ? PW_FAST(1, 1) : PW_FAST(1, 0);
+        return single ? PW_FAST(0, 1) : PW_FAST(0, 0);
     }
     if (w->esize == 8 && w->nseg == 1 && w->seg_end[0] >= 8)
         return general_simple(w, va, idx, n, pa, psize, fault, flevel, miss_idx, miss_where,
