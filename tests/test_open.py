@@ -98,6 +98,8 @@ def test_maps_and_translate_equal_the_cli(images: dict[str, str], name: str) -> 
     rows = [m.to_json() for m in machine.maps()]
     assert rows == cli_json("maps", image)
     assert rows, "the image maps something"
+    columns = [m.to_json() for batch in machine.map_columns() for m in batch.rows()]
+    assert columns == rows
     vas = (*VAS, HIGH.get(name, HIGH["x86_64"]))
     printed = cli_json("translate", image, *vas)
     assert [machine.walk(va).to_json() for va in vas] == printed

@@ -15,7 +15,6 @@ files without it are still read.
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 from collections.abc import Sequence
@@ -40,6 +39,8 @@ Image = mmap.mmap | npt.NDArray[np.uint8]
 
 def fingerprint(data: Image, blocks: Sequence[int]) -> str:
     """The BLAKE2b digest (hex) of the image's size and the listed blocks."""
+    import hashlib
+
     h = hashlib.blake2b(digest_size=16)
     h.update(len(data).to_bytes(8, "little"))
     for offset in blocks:

@@ -20,20 +20,20 @@ import json
 import os
 import reprlib
 import sys
-import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pagewalk.alloc.simple import SimpleFrameAllocator
 from pagewalk.errors import ConfigError, PagingError, hx
 from pagewalk.formats import MemType, PagingMode, Perm, make_mode
-from pagewalk.identity import identity, table_pages
 from pagewalk.memory.dump import read_regular_file
 from pagewalk.memory.physical import PhysicalMemory, parse_size
-from pagewalk.safeio import Source, replacing
-from pagewalk.space import AddressSpace
+
+if TYPE_CHECKING:
+    from pagewalk.alloc.simple import SimpleFrameAllocator
+    from pagewalk.safeio import Source
+    from pagewalk.space import AddressSpace
 
 #: keys of a spec, of its ``[tables]`` and of each ``[[map]]`` item
 _SPEC_KEYS = ("mode", "ram", "regions", "registers", "tables", "map")
@@ -229,6 +229,8 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
         ConfigError: a missing, oversized (:data:`~pagewalk.memory.dump.TEXT_LIMIT`) or
             irregular (a FIFO, a device) file, malformed TOML, or a bad field (both named).
     """
+    import tomllib
+
     where = f"spec {os.fspath(path)}"
     raw = read_regular_file(path, "spec", error=ConfigError)
     try:
@@ -264,6 +266,8 @@ def build(spec: dict[str, Any], *, source: str | os.PathLike[str] | None = None)
             or registers the mode does not take, naming the field.
         PagingError: any mapping error, naming the mapping's index.
     """
+    from pagewalk.space import AddressSpace
+
     where = "spec" if source is None else f"spec {os.fspath(source)}"
     plan = _plan(spec, where)
     with blame(f"{where}: registers"):
@@ -296,6 +300,8 @@ def _memory(regions: list[tuple[int, int]], mode: PagingMode) -> PhysicalMemory:
 
 
 def _table_frames(tables: dict[str, int], mem: PhysicalMemory) -> SimpleFrameAllocator:
+    from pagewalk.alloc.simple import SimpleFrameAllocator
+
     last = mem.regions[-1]
     default_size = min(last.size // 2, 64 << 20) & ~0xFFF
     size = tables.get("size", default_size)
@@ -313,6 +319,8 @@ def sidecar(
 ) -> dict[str, Any]:
     """The register file written next to an image, with the image's identity
     (:mod:`pagewalk.identity`) and any ``extra`` keys (``boot`` adds its processes)."""
+    from pagewalk.identity import identity, table_pages
+
     named = dict(zip(mode.root_names, roots, strict=False))
     return {
         **(extra or {}),
@@ -352,6 +360,8 @@ def save(
     Raises:
         OutputError: an output that may not be written, or a failed write (full disk).
     """
+    from pagewalk.safeio import replacing
+
     side = Path(f"{os.fspath(path)}.json")
     text = json.dumps(sidecar(mem, mode, roots, extra), indent=2) + "\n"
     with replacing([side, path], inputs=inputs, force=overwrite) as (side_out, image_out):

@@ -12,13 +12,10 @@ paging follows Intel SDM vol. 3A ch. 4, Arm ARM D8 and the RISC-V privileged spe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
-from rich.text import Text
 
 from pagewalk.cli.common import console, emit_json
 from pagewalk.cli.render import mappings_table, print_walk, size_text
@@ -28,6 +25,9 @@ from pagewalk.image import number, save
 from pagewalk.kernel import Kernel, get_profile, profile_names
 from pagewalk.kernel.demo import DemoReport, run_demo
 from pagewalk.safeio import check_target
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @click.command()
@@ -167,6 +167,9 @@ def _summary(kernel: Kernel, report: DemoReport, saved: Path | None) -> dict[str
 
 
 def _print(out: Console, kernel: Kernel, report: DemoReport, saved: Path | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     assert kernel.kernel_space is not None
     out.rule(
         f"[bold]{kernel.profile.name}[/] on {kernel.mode.describe()}, "

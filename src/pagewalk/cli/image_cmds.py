@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from pagewalk.batch import BatchResult, Translator
-from pagewalk.cli.common import console, emit_json, machine_from
+from pagewalk.cli.common import check_hex, console, emit_json, hex_option, machine_from
 from pagewalk.cli.machine import machine_options
 from pagewalk.cli.render import print_walk
 from pagewalk.errors import DumpError, PageFault
@@ -57,6 +57,7 @@ STREAM_CHUNK = 1 << 16
 )
 @click.option("--user", is_flag=True, help="Check the access at user level (CPL3, EL0, U).")
 @click.option("--force", is_flag=True, help="Let --to-file replace an existing file.")
+@hex_option
 @click.argument("vas", nargs=-1)
 def translate(
     image: str,
@@ -67,6 +68,7 @@ def translate(
     access: str | None,
     user: bool,
     force: bool,
+    hex_numbers: bool,
     **kwargs: Any,
 ) -> None:
     """Translate each VA through IMAGE's tables and show every step of the walk.
@@ -80,6 +82,7 @@ def translate(
         raise click.UsageError("give VAs, or --from-file ADDRS --to-file OUT")
     if from_file is not None and vas:
         raise click.UsageError("give VAs or --from-file, not both")
+    check_hex(hex_numbers, as_json)
     if from_file is not None:
         _batch_options(as_json=as_json, access=access, user=user)
     elif force:
@@ -104,7 +107,8 @@ def translate(
             for va in addresses
         ]
     if as_json:
-        emit_json([_access_json(r, c) for r, c in zip(results, checks or results, strict=True)])
+        rows = [_access_json(r, c) for r, c in zip(results, checks or results, strict=True)]
+        emit_json(rows, hex_numbers=hex_numbers)
         return
     out = console()
     out.print(machine.describe(), style="dim")

@@ -1,11 +1,13 @@
 """Commands that list and walk one address space: ``walk``, ``maps`` and ``p2v``. Each prints
-rich tables by default and JSON with ``--json``; the reports (``diff``, ``lint``, ``stats``,
-``find-roots``) are in :mod:`pagewalk.cli.report_cmds`.
+rich tables by default and JSON with ``--json`` (``--hex``: addresses as ``"0x..."`` strings);
+the reports (``diff``, ``lint``, ``stats``, ``find-roots``) are in :mod:`pagewalk.cli.report_cmds`.
 
 The work is the library's (:class:`pagewalk.machine.Machine`: ``walk``, ``maps``, ``aliases``);
 enumeration and walks follow Intel SDM vol. 3A ch. 4, Arm ARM D8 and the RISC-V privileged spec,
-and the QEMU texts follow QEMU's x86 monitor (see :mod:`pagewalk.inspect.qemu`). Long scans show
-a progress bar on stderr when it is a terminal, and nothing otherwise.
+and the QEMU texts follow QEMU's x86 monitor (see :mod:`pagewalk.inspect.qemu`). ``maps``
+writes its listing in bulk, a batch of runs at a time (:mod:`pagewalk.cli.writers`, and
+:mod:`pagewalk.cli.listing` for the table, paged on a terminal); a long scan shows a progress bar
+on stderr when it is a terminal, and nothing otherwise.
 
 A dump is untrusted input, so every command costs what the distinct tables cost: listings
 stream their output and are counted before the first line, and a listing of more than
@@ -17,43 +19,40 @@ stream their output and are counted before the first line, and a listing of more
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import Progress
 
+from pagewalk.cli import writers
 from pagewalk.cli.common import (
+    check_hex,
     console,
     emit_json,
+    hex_option,
+    hexed,
     listing_limit,
     machine_from,
     max_mappings_option,
     primed,
     warn_partial,
-)
-from pagewalk.cli.machine import INT, machine_options
-from pagewalk.cli.render import (
-    mapping_line,
-    mappings_table,
-    print_lines,
-    print_listing,
-    print_walk,
-    ptdump_lines,
-    size_text,
     write_json_list,
 )
+from pagewalk.cli.listing import show_table, write_listing
+from pagewalk.cli.machine import INT, machine_options
+from pagewalk.columns import RunColumns
 from pagewalk.enumerate import count_runs
 from pagewalk.enumerate_filter import Filter
-from pagewalk.enumerate_runs import EnumStats, Mapping
+from pagewalk.enumerate_runs import EnumStats
 from pagewalk.errors import ConfigError, hx
+from pagewalk.formats.base import PagingMode
 from pagewalk.inspect import lint as lint_mod
 from pagewalk.inspect.filters import parse_perm, parse_sizes
-from pagewalk.inspect.qemu import info_mem, info_tlb, needs_raw_attrs
+from pagewalk.inspect.qemu import info_mem_text, info_tlb_text, needs_raw_attrs
 from pagewalk.machine import Machine, check_window, parse_int
+from pagewalk.textcols import Chunk
 
-FORMATS = ("table", "json", "qemu-info-mem", "qemu-info-tlb", "ptdump")
+FORMATS = ("table", "json", "csv", "qemu-info-mem", "qemu-info-tlb", "ptdump")
 _U64 = 1 << 64
 
 
@@ -62,22 +61,6 @@ def _pa(text: str) -> int:
     if not 0 <= pa < _U64:
         raise ConfigError(f"PA {text} is outside 0..{hx(_U64 - 1)} (physical addresses are 64-bit)")
     return pa
-
-
-def _progress_rows(machine: Machine, rows: Iterator[Mapping]) -> Iterator[Mapping]:
-    """Pass rows through, drawing a bar (by VA covered) on a terminal's stderr (not when stdout
-    is that terminal too: the listing streams there while it is walked)."""
-    if not sys.stderr.isatty() or sys.stdout.isatty():
-        yield from rows
-        return
-    halves = machine.mode.halves
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("walking tables", total=len(halves))
-        for m in rows:
-            for i, h in enumerate(halves):
-                if h.contains(m.va):
-                    bar.update(task, completed=i + (m.va - h.va_start) / (h.va_end - h.va_start))
-            yield m
 
 
 def _filter(perm: str | None, phys: tuple[int, int] | None, sizes: str | None) -> Filter:
@@ -90,9 +73,11 @@ def _filter(perm: str | None, phys: tuple[int, int] | None, sizes: str | None) -
 @click.argument("image", type=click.Path(dir_okay=False))
 @machine_options
 @click.option("--json", "as_json", is_flag=True, help="Every step as JSON.")
+@hex_option
 @click.argument("va")
-def walk_cmd(image: str, va: str, as_json: bool, **kwargs: Any) -> None:
+def walk_cmd(image: str, va: str, as_json: bool, hex_numbers: bool, **kwargs: Any) -> None:
     """Show every level of the walk of VA: entry PA, raw value, fields, permission so far."""
+    check_hex(hex_numbers, as_json)
     machine = machine_from(image, kwargs)
     result = machine.walk(parse_int(va, "VA"))
     if as_json:
@@ -104,7 +89,10 @@ def walk_cmd(image: str, va: str, as_json: bool, **kwargs: Any) -> None:
                 "entry_pa": s.entry_pa,
                 "raw": s.raw,
                 "kind": s.entry.kind.value,
-                "fields": {f.name: f.value for f in machine.mode.fields(s.raw, s.level)},
+                "fields": {
+                    f.name: hx(f.value) if hex_numbers and f.width >= 32 else f.value
+                    for f in machine.mode.fields(s.raw, s.level)
+                },
                 "perm": s.perm.letters(),
             }
             for s in result.steps
@@ -113,8 +101,10 @@ def walk_cmd(image: str, va: str, as_json: bool, **kwargs: Any) -> None:
         out["steps"] = steps
         if result.fault is not None:
             out["fault"]["reason"] = result.fault.reason
-        emit_json(out)
+        emit_json(out, hex_numbers=hex_numbers)
         return
+    from pagewalk.cli.render import print_walk  # rich: only for the table
+
     print_walk(console(), result, machine.mode)
 
 
@@ -128,6 +118,12 @@ def walk_cmd(image: str, va: str, as_json: bool, **kwargs: Any) -> None:
 @click.option("--level-sizes", "sizes", help="Only leaves of these sizes: 4K,2M,1G.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--hex",
+    "hex_numbers",
+    is_flag=True,
+    help='With --json or --format csv: addresses and sizes as "0x..." (hex) text.',
+)
 @max_mappings_option
 def maps(
     image: str,
@@ -138,6 +134,7 @@ def maps(
     sizes: str | None,
     fmt: str,
     as_json: bool,
+    hex_numbers: bool,
     max_mappings: int | None,
     **kwargs: Any,
 ) -> None:
@@ -146,40 +143,48 @@ def maps(
     Filters prune during the walk: subtrees that cannot match are never read. The listing
     streams; one of more than --max-mappings ranges is refused before anything is printed.
     """
+    fmt = "json" if as_json else fmt
+    check_hex(hex_numbers, fmt in ("json", "csv"), "--json and --format csv")
     machine = machine_from(image, kwargs)
     noted = _root_note(machine)
-    fmt = "json" if as_json else fmt
     filt = _filter(perm, phys, sizes)
     va_range = check_window(va_range, "--range", "VA")
-    limit = listing_limit(max_mappings)
     stats = EnumStats()
     raw = needs_raw_attrs(fmt, machine.mode)
-    if has is not None:
-        rows = machine.maps(has=has, filt=filt, stats=stats, raw_attrs=raw, limit=limit)
-    else:
-        found = machine.maps(va_range, filt=filt, stats=stats, raw_attrs=raw, limit=limit)
-        rows = primed(_progress_rows(machine, found))
+    found = machine.map_columns(
+        va_range, has=has, filt=filt, stats=stats, raw_attrs=raw, limit=listing_limit(max_mappings)
+    )
     listed = 0
 
-    def counted(items: Iterator[Mapping]) -> Iterator[Mapping]:
+    def counted(batches: Iterator[RunColumns]) -> Iterator[RunColumns]:
         nonlocal listed
-        for item in items:
-            listed += 1
-            yield item
+        for b in batches:
+            listed += len(b)
+            yield b
 
-    rows = counted(rows)
-    if fmt == "json":
-        write_json_list(m.to_json() for m in rows)
-    elif fmt in ("qemu-info-mem", "qemu-info-tlb", "ptdump"):
-        render = {"qemu-info-mem": info_mem, "qemu-info-tlb": info_tlb, "ptdump": ptdump_lines}
-        for line in render[fmt](rows, machine.mode):
-            click.echo(line)
+    batches = counted(primed(found))
+    if fmt == "table":
+        show_table(machine, batches, stats, console())
     else:
-        _print_maps(machine, rows, stats)
+        write_listing(machine, batches, _writer(fmt, machine.mode, hex_numbers))
     warn_partial(stats.partial.values())
     if noted and not listed:
         click.echo("maps: nothing listed, for the reason noted above (exit 1)", err=True)
         raise click.exceptions.Exit(1)
+
+
+def _writer(
+    fmt: str, mode: PagingMode, hex_numbers: bool
+) -> Callable[[Iterable[RunColumns]], Iterable[Chunk]]:
+    """The writer of a ``--format`` other than the table."""
+    texts: dict[str, Callable[[Iterable[RunColumns]], Iterable[Chunk]]] = {
+        "json": lambda b: writers.json_list(b, hexed=hex_numbers),
+        "csv": lambda b: writers.csv_table(b, hexed=hex_numbers),
+        "qemu-info-mem": lambda b: info_mem_text(b, mode),
+        "qemu-info-tlb": lambda b: info_tlb_text(b, mode),
+        "ptdump": lambda b: writers.ptdump(b, mode),
+    }
+    return texts[fmt]
 
 
 def _root_note(machine: Machine) -> bool:
@@ -194,40 +199,20 @@ def _root_note(machine: Machine) -> bool:
     return True
 
 
-def _print_maps(machine: Machine, rows: Iterator[Mapping], stats: EnumStats) -> None:
-    out = console()
-    out.print(machine.describe(), style="dim")
-    for line in machine.why:
-        out.print(f"  {line}", style="dim")
-    mode = machine.mode
-    count = print_listing(
-        out,
-        rows,
-        lambda chunk, fixed: mappings_table(chunk, mode, fixed=fixed),
-        lambda m: mapping_line(m, mode),
-    )
-    notes = []
-    if stats.memo_hits:
-        notes.append(f"{stats.memo_hits} identical subtree(s) memoised, not walked again")
-    if stats.pruned:
-        notes.append(f"{stats.pruned} subtree(s) pruned by the filters")
-    if stats.faulty_entries:
-        notes.append(f"{stats.faulty_entries} faulting entr(ies) skipped (see lint)")
-    extra = "".join(f", {n}" for n in notes)
-    out.print(
-        f"{count} range(s) from {stats.leaves} leaves in {stats.tables} tables{extra}",
-        style="dim",
-    )
-
-
 @click.command()
 @click.argument("image", type=click.Path(dir_okay=False))
 @machine_options
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of aliases per PA.")
+@hex_option
 @max_mappings_option
 @click.argument("pas", nargs=-1, required=True)
 def p2v(
-    image: str, pas: tuple[str, ...], as_json: bool, max_mappings: int | None, **kwargs: Any
+    image: str,
+    pas: tuple[str, ...],
+    as_json: bool,
+    hex_numbers: bool,
+    max_mappings: int | None,
+    **kwargs: Any,
 ) -> None:
     """Every virtual address that maps each PA.
 
@@ -235,6 +220,7 @@ def p2v(
     memory stays flat; every PA's aliases are counted against --max-mappings first. Each
     alias names the page that maps it.
     """
+    check_hex(hex_numbers, as_json)
     machine = machine_from(image, kwargs)
     values = [_pa(p) for p in pas]
     limit = listing_limit(max_mappings)
@@ -246,21 +232,22 @@ def p2v(
     if as_json:
         sys.stdout.write("[")
         for k, pa in enumerate(values):
-            sys.stdout.write(f'{", " if k else ""}{{"pa": {pa}, "vas": ')
-            write_json_list(
-                (
-                    {"va": va, **_without_va(m.to_json()), "page_va": m.va}
-                    for va, m in machine.aliases(pa, stats=stats)
-                ),
-                end="}",
+            shown = f'"{hx(pa)}"' if hex_numbers else pa
+            sys.stdout.write(f'{", " if k else ""}{{"pa": {shown}, "vas": ')
+            items = (
+                {"va": va, **_without_va(m.to_json()), "page_va": m.va}
+                for va, m in machine.aliases(pa, stats=stats)
             )
+            write_json_list((hexed(i) for i in items) if hex_numbers else items, end="}")
         sys.stdout.write("]\n")
     else:
+        from pagewalk.cli.render import print_lines  # rich: only for the table
+
         out = console()
         for pa in values:
             out.print(f"{hx(pa)}:", style="bold")
             lines = (
-                f"  {hx(va)}  {m.perm.letters()}  in the {size_text(m.page_size)} page "
+                f"  {hx(va)}  {m.perm.letters()}  in the {writers.size_text(m.page_size)} page "
                 f"{hx(m.va)}-{hx(m.end - 1)} -> {hx(m.pa)}"
                 for va, m in machine.aliases(pa, stats=stats)
             )

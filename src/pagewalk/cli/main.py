@@ -7,36 +7,109 @@ option, a VA that is not a number, a root outside the image), 70 an internal err
 interrupted. Bad input gets one line on stderr, ``pagewalk: error: ...``, never a traceback.
 Commands report findings by returning an int status or raising ``click.exceptions.Exit``; this
 module turns both into the process's status. The JSON shapes are a contract other tools script
-against. Walk semantics follow Intel SDM vol. 3A ch. 4, Arm ARM D8 and the RISC-V privileged
+against. Start-up counts too: a command's module is imported only when that command runs
+(:class:`LazyGroup`), so ``maps --json`` does not pay for ``boot``'s kernel model or the other
+commands. Walk semantics follow Intel SDM vol. 3A ch. 4, Arm ARM D8 and the RISC-V privileged
 spec.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+
+# The CLI does no linear algebra: starting OpenBLAS's thread pool when numpy loads cost about
+# 60 ms of every command's start-up here (and spun threads during walks). Set before any import
+# of numpy; a user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import click
 
 from pagewalk.errors import PagingError
 
+#: every command: its name, where it lives (``module:function``, imported only when the command
+#: runs or shows its own help) and the first paragraph of its help, for ``pagewalk --help``
+#: (``tests/cli/test_startup.py`` checks these against the commands themselves)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "boot": (
+        "pagewalk.cli.boot_cmd:boot",
+        "Boot a seed kernel's memory manager on a simulated machine and show what it built.",
+    ),
+    "build": (
+        "pagewalk.cli.image_cmds:build_cmd",
+        "Write an image (and OUT.json with its registers) from a TOML spec.",
+    ),
+    "diff": (
+        "pagewalk.cli.report_cmds:diff_cmd",
+        "Diff two address spaces: two roots of one dump (--root-b), or two dumps.",
+    ),
+    "find-roots": (
+        "pagewalk.cli.report_cmds:find_roots_cmd",
+        "Scan IMAGE for plausible top-level tables and rank them (for dumps without registers).",
+    ),
+    "lint": (
+        "pagewalk.cli.report_cmds:lint",
+        "Find risky permissions and malformed entries or trees; each finding names the entry.",
+    ),
+    "maps": (
+        "pagewalk.cli.inspect_cmds:maps",
+        "List every mapping of IMAGE, merged into ranges with effective permissions.",
+    ),
+    "memmap": (
+        "pagewalk.cli.memmap_cmd:memmap",
+        "Read the memory map FILE and print it as a table with totals.",
+    ),
+    "p2v": ("pagewalk.cli.inspect_cmds:p2v", "Every virtual address that maps each PA."),
+    "stats": (
+        "pagewalk.cli.report_cmds:stats",
+        "Tables per level and their bytes, leaves per size, and what huge pages would save.",
+    ),
+    "translate": (
+        "pagewalk.cli.image_cmds:translate",
+        "Translate each VA through IMAGE's tables and show every step of the walk.",
+    ),
+    "walk": (
+        "pagewalk.cli.inspect_cmds:walk_cmd",
+        "Show every level of the walk of VA: entry PA, raw value, fields, permission so far.",
+    ),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def load_command(name: str) -> click.Command:
+    """Import the module of command ``name`` and return the command (KeyError if unknown)."""
+    module, _, attr = COMMANDS[name][0].partition(":")
+    command = getattr(importlib.import_module(module), attr)
+    assert isinstance(command, click.Command), COMMANDS[name][0]
+    return command
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when one runs, so a command pays only for its own
+    imports; ``--help`` lists them all from :data:`COMMANDS` without importing any."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        stand_ins = click.Group(
+            commands=[
+                self.commands.get(name) or click.Command(name, help=COMMANDS[name][1])
+                for name in self.list_commands(ctx)
+            ]
+        )
+        stand_ins.format_commands(ctx, formatter)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pagewalk")
 def cli() -> None:
     """Bit-exact page tables for every common paging mode, and an inspector for real ones."""
-
-
-def _register() -> None:
-    """Add the commands, each area in its own module."""
-    from pagewalk.cli import boot_cmd, image_cmds, inspect_cmds, memmap_cmd, report_cmds
-
-    for module in (image_cmds, inspect_cmds, report_cmds, memmap_cmd, boot_cmd):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

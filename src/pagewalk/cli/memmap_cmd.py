@@ -9,14 +9,16 @@ exits with status 2 (``click.exceptions.Exit(2)``, which :mod:`pagewalk.cli.main
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from pagewalk.errors import MemoryMapError, hx
 from pagewalk.memory.memmap import FRAME_SIZE, MemoryMap
 from pagewalk.memory.memmap_readers import FORMS, load_memory_map
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _size(n: int) -> str:
@@ -29,6 +31,8 @@ def _size(n: int) -> str:
 
 def render_table(memmap: MemoryMap, console: Console) -> None:
     """Print the regions, the totals per type and the warnings."""
+    from rich.table import Table
+
     table = Table(title="Physical memory map")
     for column in ("Base", "End", "Size", "Type", "Firmware type"):
         table.add_column(column, justify="right" if column == "Size" else "left")
@@ -77,6 +81,8 @@ def memmap(file: str, form: str, strict: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(found.to_json(), indent=2))
     else:
+        from rich.console import Console
+
         render_table(found, Console(highlight=False, soft_wrap=True))
 
 

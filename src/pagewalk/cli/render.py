@@ -4,49 +4,42 @@ Colours follow the permission class people scan for first: writable+executable (
 finding), executable (yellow), writable (green), read-only (plain); user pages are marked. The
 fields shown per entry are the manual's names (Intel SDM vol. 3A tables 4-4..4-20, Arm ARM D8
 descriptor fields, RISC-V PTE bits) as the mode's codec reports them. The inspectors' reports
-(lint, diff, stats, find-roots) and a Linux ``ptdump``-style text are drawn here too.
+(lint, diff, stats, find-roots) are drawn here too.
 
-Listings stream: a mapping list or diff longer than :data:`CHUNK` rows is drawn as one table
-with fixed column widths, then as lines in the same layout (:func:`print_listing`), and a JSON
-list is written item by item, so output of any length costs constant memory. A listing that
-fits in one chunk looks as it always did.
+Listings stream: a diff longer than :data:`CHUNK` rows is drawn as one table with fixed column
+widths, then as lines in the same layout (:func:`print_listing`), and a JSON list is written
+item by item, so output of any length costs constant memory. The ``maps`` table is drawn in
+bulk (:mod:`pagewalk.cli.writers`, :mod:`pagewalk.cli.listing`): this module gives it its header
+(:func:`mappings_table` with no rows) and its layout (:func:`mapping_line`).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-import sys
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pagewalk.enumerate import Mapping
+from pagewalk.cli.writers import memtype_text, size_text
 from pagewalk.errors import hx
-from pagewalk.formats.base import MemType, PagingMode, Perm
-from pagewalk.inspect.diff import Change
-from pagewalk.inspect.lint import Finding
-from pagewalk.inspect.roots import Candidate
-from pagewalk.inspect.stats import Stats
-from pagewalk.walk import Walk
+from pagewalk.formats.base import PagingMode, Perm
+
+if TYPE_CHECKING:
+    from pagewalk.enumerate_runs import Mapping
+    from pagewalk.inspect.diff import Change
+    from pagewalk.inspect.lint import Finding
+    from pagewalk.inspect.roots import Candidate
+    from pagewalk.inspect.stats import Stats
+    from pagewalk.walk import Walk
+
+__all__ = ["memtype_text", "size_text"]  # kept here for their importers
 
 T = TypeVar("T")
 #: rows per table when a listing is drawn in pieces
 CHUNK = 2048
-
-
-def size_text(size: int) -> str:
-    """``4K``, ``2M``, ``1G``, or bytes for odd sizes."""
-    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if size >= 1 << shift and size % (1 << shift) == 0:
-            return f"{size >> shift}{unit}"
-    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if size >= 1 << shift:
-            return f"{size / (1 << shift):.1f}{unit}"
-    return str(size)
 
 
 def perm_style(perm: Perm) -> str:
@@ -59,13 +52,6 @@ def perm_style(perm: Perm) -> str:
     if w:
         return "green"
     return ""
-
-
-def memtype_text(memtype: MemType | str | None) -> str:
-    """Short memory-type text."""
-    if memtype is None:
-        return ""
-    return memtype.value if isinstance(memtype, MemType) else memtype
 
 
 def walk_table(result: Walk, mode: PagingMode) -> Table:
@@ -204,33 +190,6 @@ def print_lines(console: Console, lines: Iterable[Text | str]) -> int:
     return n
 
 
-def write_json_list(
-    items: Iterable[Any], *, indent: int | None = None, end: str = "\n", step: int = 1024
-) -> int:
-    """Write a JSON list to stdout one item at a time; returns how many items were written.
-
-    Without ``indent`` the text is what ``json.dumps(list)`` gives; with it, each item (on one
-    line) starts a line indented by that many spaces, and the closing bracket two less.
-    """
-    if indent is None:
-        head, sep, tail = "[", ", ", "]"
-    else:
-        head, sep = "[\n" + " " * indent, ",\n" + " " * indent
-        tail = "\n" + " " * max(indent - 2, 0) + "]"
-    out = sys.stdout
-    parts: list[str] = []
-    n = 0
-    for item in items:
-        parts.append((sep if n else head) + json.dumps(item))
-        n += 1
-        if len(parts) >= step:
-            out.write("".join(parts))
-            parts.clear()
-    parts.append((tail if n else "[]") + end)
-    out.write("".join(parts))
-    return n
-
-
 # ------------------------------------------------------------------ reports of the inspectors
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
@@ -312,38 +271,6 @@ def stats_table(report: Stats) -> Table:
             promo,
         )
     return table
-
-
-def ptdump_lines(rows: Iterable[Mapping], mode: PagingMode) -> Iterable[str]:
-    """Linux ``kernel_page_tables``-style lines: range, size, attribute words, level name."""
-    names = {4096: "pte", 2 << 20: "pmd", 1 << 30: "pud", 4 << 20: "pmd", 512 << 20: "pmd"}
-    width = 16 if mode.entry_size == 8 else 8
-    upper = mode.halves[-1].va_start if len(mode.halves) > 1 else None
-    section = None
-    for m in rows:
-        now = "Kernel Space" if upper is not None and m.va >= upper else "User Space"
-        if upper is not None and now != section:
-            section = now
-            yield f"---[ {now} ]---"
-        size = _ptdump_size(m.size)
-        words = [
-            "USR" if m.perm & Perm.USER else "   ",
-            "RW" if m.perm & Perm.WRITE else "ro",
-            "GLB" if m.perm & Perm.GLOBAL else "   ",
-            "x " if m.perm & Perm.EXEC else "NX",
-            memtype_text(m.memtype).upper()[:6].ljust(6),
-        ]
-        level = names.get(m.page_size, size_text(m.page_size))
-        yield f"0x{m.va:0{width}x}-0x{m.end:0{width}x} {size:>10}  {' '.join(words)} {level}"
-
-
-def _ptdump_size(size: int) -> str:
-    value, unit = size >> 10, "K"
-    for nxt in ("M", "G", "T"):
-        if value % 1024:
-            break
-        value, unit = value // 1024, nxt
-    return f"{value}{unit}"
 
 
 def roots_table(cands: Iterable[Candidate], known: dict[int, str]) -> Table:

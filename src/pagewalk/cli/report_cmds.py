@@ -1,5 +1,6 @@
 """Commands that report on page tables: ``diff``, ``lint``, ``stats`` and ``find-roots``. Each
-prints rich tables by default and JSON with ``--json``.
+prints rich tables by default and JSON with ``--json`` (``--hex``: addresses, sizes and raw
+entries as ``"0x..."`` strings, see :func:`pagewalk.cli.common.hexed`).
 
 The reports are the inspectors' (:mod:`pagewalk.inspect`), run over a machine opened by
 :func:`pagewalk.open`; they follow Intel SDM vol. 3A ch. 4, Arm ARM D8 and the RISC-V privileged
@@ -20,13 +21,17 @@ from rich.console import Console
 from rich.progress import Progress
 
 from pagewalk.cli.common import (
+    check_hex,
     console,
     emit_json,
+    hex_option,
+    hexed,
     listing_limit,
     machine_from,
     max_mappings_option,
     primed,
     warn_partial,
+    write_json_list,
 )
 from pagewalk.cli.machine import INT, given_cpu, machine_options
 from pagewalk.cli.render import (
@@ -36,7 +41,6 @@ from pagewalk.cli.render import (
     print_listing,
     roots_table,
     stats_table,
-    write_json_list,
 )
 from pagewalk.enumerate_runs import EnumStats
 from pagewalk.errors import ConfigError, hx
@@ -56,6 +60,7 @@ from pagewalk.memory.dump import FileMemory
 @click.option("--root-b", type=INT, help="Root register for side B (default: B's own).")
 @click.option("--cpu-b", type=click.IntRange(min=0), help="CPU of B's core (default: --cpu).")
 @click.option("--json", "as_json", is_flag=True, help="Changes as JSON.")
+@hex_option
 @max_mappings_option
 def diff_cmd(
     image_a: str,
@@ -63,6 +68,7 @@ def diff_cmd(
     root_b: int | None,
     cpu_b: int | None,
     as_json: bool,
+    hex_numbers: bool,
     max_mappings: int | None,
     **kwargs: Any,
 ) -> None:
@@ -71,6 +77,7 @@ def diff_cmd(
     Both enumerations stream through one sweep; each side is counted against --max-mappings
     before anything is printed.
     """
+    check_hex(hex_numbers, as_json)
     a = machine_from(image_a, kwargs)
     if image_b is None and root_b is None:
         raise ConfigError("give IMAGE_B, or --root-b to compare two roots of one image")
@@ -86,8 +93,10 @@ def diff_cmd(
     changes = (tally.add(c) for c in diff_mod.iter_diff(rows_a, rows_b))
     if as_json:
         sys.stdout.write('{\n  "changes": ')
-        write_json_list((c.to_json() for c in changes), indent=4, end="")
-        rest = json.dumps(tally.totals, indent=2)[1:]
+        items = (c.to_json() for c in changes)
+        write_json_list((hexed(c) for c in items) if hex_numbers else items, indent=4, end="")
+        totals = hexed(tally.totals) if hex_numbers else tally.totals
+        rest = json.dumps(totals, indent=2)[1:]
         sys.stdout.write(f",{rest}\n")
     else:
         out = console()
@@ -110,6 +119,7 @@ _FAILING = {"error": ("error",), "warning": ("error", "warning"), "never": ()}
 @click.argument("image", type=click.Path(dir_okay=False))
 @machine_options
 @click.option("--json", "as_json", is_flag=True, help="Findings as JSON.")
+@hex_option
 @click.option(
     "--fail-on",
     type=click.Choice(tuple(_FAILING)),
@@ -117,16 +127,18 @@ _FAILING = {"error": ("error",), "warning": ("error", "warning"), "never": ()}
     show_default=True,
     help="Exit 1 when a finding this severe or worse is reported (info never fails).",
 )
-def lint(image: str, as_json: bool, fail_on: str, **kwargs: Any) -> None:
+def lint(image: str, as_json: bool, hex_numbers: bool, fail_on: str, **kwargs: Any) -> None:
     """Find risky permissions and malformed entries or trees; each finding names the entry.
 
     Exits 1 when it reports an error or a warning (see --fail-on), 0 otherwise.
     """
+    check_hex(hex_numbers, as_json)
     machine = machine_from(image, kwargs)
     findings = lint_mod.lint(machine.mem, machine.mode, machine.roots)
     counts = lint_mod.summary(findings)
     if as_json:
-        emit_json({"findings": [f.to_json() for f in findings], "summary": counts})
+        findings_json = [f.to_json() for f in findings]
+        emit_json({"findings": findings_json, "summary": counts}, hex_numbers=hex_numbers)
     else:
         out = console()
         out.print(machine.describe(), style="dim")
@@ -140,12 +152,19 @@ def lint(image: str, as_json: bool, fail_on: str, **kwargs: Any) -> None:
 @click.argument("image", type=click.Path(dir_okay=False))
 @machine_options
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
-def stats(image: str, as_json: bool, **kwargs: Any) -> None:
+@hex_option
+def stats(image: str, as_json: bool, hex_numbers: bool, **kwargs: Any) -> None:
     """Tables per level and their bytes, leaves per size, and what huge pages would save."""
+    check_hex(hex_numbers, as_json)
     machine = machine_from(image, kwargs)
     report = stats_of(machine.mem, machine.mode, machine.roots)
     if as_json:
-        emit_json(report.to_json())
+        data = report.to_json()
+        if hex_numbers:  # page sizes are keys there: those too
+            data = hexed(data)
+            data["leaves_by_size"] = {hx(int(k)): n for k, n in data["leaves_by_size"].items()}
+            data["savings"] = {hx(int(k)): hx(n) for k, n in data["savings"].items()}
+        emit_json(data)
     else:
         out = console()
         out.print(machine.describe(), style="dim")
@@ -170,10 +189,12 @@ def stats(image: str, as_json: bool, **kwargs: Any) -> None:
 @click.option("--cpu", type=click.IntRange(min=0), help="CPU whose registers to mark.")
 @click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Candidates as JSON.")
+@hex_option
 def find_roots_cmd(
-    image: str, mode: str | None, cpu: int | None, limit: int, as_json: bool
+    image: str, mode: str | None, cpu: int | None, limit: int, as_json: bool, hex_numbers: bool
 ) -> None:
     """Scan IMAGE for plausible top-level tables and rank them (for dumps without registers)."""
+    check_hex(hex_numbers, as_json)
     opened = open_image(image, cpu)
     # scan only where the file holds data: sparse raw files, cores and inflated dumps alike
     extents = opened.mem.data_spans() if isinstance(opened.mem, FileMemory) else None
@@ -193,7 +214,7 @@ def find_roots_cmd(
             progress=lambda done, total: bar.update(task, completed=done / max(total, 1)),
         )  # fmt: skip
     if as_json:
-        emit_json([c.to_json() for c in found])
+        emit_json([c.to_json() for c in found], hex_numbers=hex_numbers)
         return
     out = console()
     out.print(f"{image}: {len(found)} candidate root(s) as {paging.name}", style="dim")

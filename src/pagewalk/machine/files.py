@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pagewalk.errors import ConfigError, DumpError, PhysicalMemoryError, hx
 from pagewalk.formats import MODE_NAMES, make_mode
@@ -32,8 +32,9 @@ from pagewalk.memory.dump import (
     read_regular_file,
     sniff,
 )
-from pagewalk.memory.elfcore import Core, open_core
-from pagewalk.memory.registers import from_core
+
+if TYPE_CHECKING:
+    from pagewalk.memory.elfcore import Core
 
 #: the widest value any register option or address takes
 REGISTER_BITS = 64
@@ -102,6 +103,9 @@ def open_image(image: str, cpu: int | None = None) -> Opened:
         core: Core | None = None
         why: list[str] = []
         if sniff(f) == "elf":
+            from pagewalk.memory.elfcore import open_core
+            from pagewalk.memory.registers import from_core
+
             core = open_core(f, image)
             mem: Memory = core.mem
             if cpu is not None:

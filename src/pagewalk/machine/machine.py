@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pagewalk.enumerate import mappings
 from pagewalk.enumerate_filter import Filter
@@ -28,8 +28,11 @@ from pagewalk.formats import PagingMode
 from pagewalk.machine.files import open_image, parse_int, sidecar_path
 from pagewalk.machine.registers import configure
 from pagewalk.memory.dump import Memory
-from pagewalk.memory.elfcore import Core
 from pagewalk.walk import Fault, Walk, translate, walk
+
+if TYPE_CHECKING:
+    from pagewalk.columns import RunColumns
+    from pagewalk.memory.elfcore import Core
 
 _U64 = 1 << 64
 #: the register options :func:`open` and :func:`load_machine` take, as the CLI names them
@@ -152,6 +155,31 @@ class Machine:
             return iter(self.containing(has, filt=filt, stats=stats, raw_attrs=raw_attrs,
                                         limit=limit))  # fmt: skip
         return mappings(
+            self.mem, self.mode, self.roots,
+            va_range=va_range, stats=stats, filt=filt, raw_attrs=raw_attrs, limit=limit,
+        )  # fmt: skip
+
+    def map_columns(
+        self,
+        va_range: tuple[int, int] | None = None,
+        *,
+        has: int | None = None,
+        filt: Filter | None = None,
+        stats: EnumStats | None = None,
+        raw_attrs: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[RunColumns]:
+        """:meth:`maps` as batches of numpy columns (:class:`~pagewalk.columns.RunColumns`):
+        the same runs with no object per run, for bulk consumers (same arguments and errors)."""
+        from pagewalk.columns import RunColumns
+        from pagewalk.enumerate import mapping_columns
+
+        if has is not None:
+            found = self.maps(has=has, filt=filt, stats=stats, raw_attrs=raw_attrs, limit=limit)
+            yield RunColumns.from_rows(found, with_attrs=raw_attrs)
+            return
+        check_window(va_range, "va_range", "VA")
+        yield from mapping_columns(
             self.mem, self.mode, self.roots,
             va_range=va_range, stats=stats, filt=filt, raw_attrs=raw_attrs, limit=limit,
         )  # fmt: skip

@@ -15,11 +15,9 @@ spec: tables live in physical memory).
 from __future__ import annotations
 
 import errno
-import gzip
 import mmap
 import os
 import stat
-import tempfile
 import weakref
 from collections.abc import Iterator
 from typing import IO
@@ -162,6 +160,8 @@ def open_file(path: str | os.PathLike[str]) -> tuple[IO[bytes], str]:
 
 def _gunzip(f: IO[bytes]) -> Iterator[bytes]:
     """Every member's bytes; EOFError if the input ends inside a member."""
+    import gzip
+
     stream = gzip.GzipFile(fileobj=f)
     while chunk := stream.read(CHUNK):
         yield chunk
@@ -189,6 +189,8 @@ class _SparseFile:
     """An unlinked temporary file written front to back, with all-zero pieces left as holes."""
 
     def __init__(self) -> None:
+        import tempfile
+
         self.file: IO[bytes] = tempfile.TemporaryFile(prefix="pagewalk-dump-")  # noqa: SIM115
         self.size = 0
         self._at = 0

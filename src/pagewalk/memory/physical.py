@@ -20,6 +20,7 @@ import mmap
 import os
 import struct
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +28,9 @@ import numpy.typing as npt
 from pagewalk.errors import ConfigError, PhysicalMemoryError, hx
 from pagewalk.memory.protocols import Region, Segment
 from pagewalk.memory.segments import SegmentedMemory
-from pagewalk.safeio import Output, Source, replacing
+
+if TYPE_CHECKING:
+    from pagewalk.safeio import Output, Source
 
 MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)
 #: granularity of the record of which memory was written (what `save` copies)
@@ -180,6 +183,8 @@ class PhysicalMemory(SegmentedMemory):
         Raises:
             OutputError: a target that may not be written, or a failed write (full disk).
         """
+        from pagewalk.safeio import replacing
+
         with replacing([path], inputs=inputs, force=overwrite) as (out,):
             self.write_image(out)
 

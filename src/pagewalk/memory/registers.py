@@ -15,11 +15,13 @@ takes ``--satp`` or finds the root in RAM (:func:`pagewalk.inspect.roots.riscv_r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pagewalk.errors import DumpError, hx
 from pagewalk.formats.x86_bits import CR0_PG, CR4_LA57, CR4_PAE, EFER_LME, EFER_NXE
-from pagewalk.memory.elfcore import Core
+
+if TYPE_CHECKING:
+    from pagewalk.memory.elfcore import Core
 
 # TCR_EL1 granule encodings (Arm ARM D19 TCR_EL1.TG0/TG1) and fields.
 _TG0 = {4096: 0b00, 65536: 0b01, 16384: 0b10}
