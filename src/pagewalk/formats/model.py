@@ -281,7 +281,6 @@ class ArchFacts:
         needs_bbm: changing a live valid entry's output or size needs break-before-make
             (Arm ARM D8.16.1).
         pcid: the root register can tag translations with a PCID (x86 long mode, SDM §4.10.1).
-        global_pages: CR4.PGE gates the G bit (x86, SDM §4.10.2.4).
         protection_keys: leaves carry a protection key in bits 62:59 (x86 long mode, §4.6.2).
         table_accessed: the walker sets A in the paging-structure entries it uses (x86, §4.8).
         va_bits: the width of a VA as printed (32 or 64).
@@ -292,7 +291,6 @@ class ArchFacts:
     kernel_root: int | None = None
     needs_bbm: bool = False
     pcid: bool = False
-    global_pages: bool = False
     protection_keys: bool = False
     table_accessed: bool = False
     va_bits: int = 64

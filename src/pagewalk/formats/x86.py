@@ -96,7 +96,6 @@ class X86Mode(PagingMode):
         return ArchFacts(
             "x86",
             pcid=long_mode,
-            global_pages=True,
             protection_keys=long_mode,
             table_accessed=True,
             va_bits=64 if long_mode else 32,
