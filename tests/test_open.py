@@ -10,19 +10,17 @@ privileged spec.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 import pagewalk
-from hostile.hostile_images import SMALL_SPEC, pagewalk_cli
+from hostile.hostile_images import SMALL_SPEC, load_corefile, pagewalk_cli
 from pagewalk.errors import ConfigError, DumpError, PagingError, PhysicalMemoryError
 
 SPEC = (
@@ -59,16 +57,6 @@ def cli_error(*args: str) -> str:
     return proc.stderr.removeprefix("pagewalk: error: ").rstrip("\n")
 
 
-def _corefile() -> ModuleType:
-    """tests/inspect/corefile.py, which writes QEMU-style ELF cores."""
-    path = Path(__file__).parent / "inspect" / "corefile.py"
-    spec = importlib.util.spec_from_file_location("open_corefile", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A saved image per mode (built by the command, with IMAGE.json), and a two-CPU core of
@@ -83,7 +71,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         assert proc.returncode == 0, proc.stderr
     memory = Path(out["x86_64"]).read_bytes()
     cpus = [(CR0, 0x400000, CR4), (CR0, 0x400123, CR4)]
-    out["core"] = str(_corefile().make_core(where / "vmcore.elf", memory, cpus=cpus))
+    out["core"] = str(load_corefile().make_core(where / "vmcore.elf", memory, cpus=cpus))
     return out
 
 

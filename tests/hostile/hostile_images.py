@@ -19,6 +19,7 @@ Facts: Intel SDM vol. 3A §4.5 (tables 4-14 to 4-20), Arm ARM D8.3, RISC-V privi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import struct
@@ -26,6 +27,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 PAGE = 4096
@@ -238,3 +240,14 @@ def pagewalk_cli(
         env={**os.environ, **(env or {})},
         preexec_fn=preexec_fn,
     )
+
+
+def load_corefile() -> ModuleType:
+    """tests/inspect/corefile.py, which writes QEMU-style ELF cores (loaded by path: a
+    ``tests/inspect`` package name would shadow the standard library's ``inspect``)."""
+    path = Path(__file__).parents[1] / "inspect" / "corefile.py"
+    spec = importlib.util.spec_from_file_location("tests_corefile", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -7,13 +7,11 @@ IA-32e mode), Arm ARM D19 (TTBRn_EL1, TCR_EL1, MAIR_EL1) and the RISC-V privileg
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pytest
-from hostile_images import SMALL_SPEC, pagewalk_cli
+from hostile_images import SMALL_SPEC, load_corefile, pagewalk_cli
 
 from pagewalk.cli.machine import load_machine
 from pagewalk.errors import ConfigError, PagingError
@@ -23,16 +21,6 @@ if TYPE_CHECKING:
 
 
 MODES = ("x86", "pae", "x86_64", "la57", "aarch64", "sv32", "sv39")
-
-
-def _corefile() -> ModuleType:
-    """tests/inspect/corefile.py, which writes QEMU-style ELF cores."""
-    path = Path(__file__).parents[1] / "inspect" / "corefile.py"
-    spec = importlib.util.spec_from_file_location("hostile_corefile", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +40,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     memory = Path(out["x86_64"]).read_bytes()
     cr0, cr4 = 0x80010001, 0x20
     out["core"] = str(
-        _corefile().make_core(
+        load_corefile().make_core(
             where / "core.elf", memory, cpus=[(cr0, 0x400000, cr4), (cr0, 0x400000, cr4)]
         )
     )
