@@ -388,6 +388,31 @@ def test_aarch64_clone_shares_ttbr1_root() -> None:
     copied.destroy().ignore()
 
 
+@pytest.mark.parametrize("mode", ["x86_64", "aarch64", "sv39"])
+def test_destroying_a_space_that_lends_tables_is_refused(mode: str) -> None:
+    # A clone shares the source's kernel tables; freeing them under it would leave the clone
+    # pointing at frames the allocator hands out again (and a later clone of the clone would
+    # copy garbage). The source must refuse, unchanged, until its clones are gone.
+    space, alloc, _ = new_space(mode)
+    kva = 0xFFFF_8000_0040_0000 if mode == "x86_64" else 0xFFFF_FFC0_0040_0000
+    if mode == "aarch64":
+        kva = 0xFFFF_0000_0040_0000
+    space.map(kva, 0x6000).ignore()
+    used = alloc.usage().used
+    clone = space.clone(share_kernel=True)
+    with pytest.raises(PagingError, match=r"shares .* with 1 live clone"):
+        space.destroy()
+    assert not space.destroyed and alloc.usage().used > used
+    assert clone.translate(kva) == 0x6000 and space.translate(kva) == 0x6000
+    grandchild = clone.clone(share_kernel=True)
+    assert grandchild.translate(kva) == 0x6000
+    grandchild.destroy().ignore()
+    clone.destroy().ignore()
+    assert alloc.usage().used == used
+    space.destroy().ignore()
+    assert alloc.usage().used == 0
+
+
 def test_destroy_returns_every_table_frame() -> None:
     space, alloc, _ = new_space()
     space.map_range(0x1F_F000, 0x1F_F000, 0x4020_1000 - 0x1F_F000).ignore()

@@ -309,8 +309,20 @@ class AddressSpace:
         load(self.mode, self.roots, asid)
 
     def destroy(self) -> Flush:
-        """Return every table frame this space owns; the space is unusable afterwards."""
+        """Return every table frame this space owns; the space is unusable afterwards.
+
+        Raises:
+            PagingError: clones still share this space's tables (freeing them would leave
+                the clones pointing at frames handed out again); nothing is changed.
+        """
         self._alive()
+        if self._own.shared:
+            clones = max(self._own.shared.values())
+            raise PagingError(
+                f"{self!r} shares {len(self._own.shared)} root entr"
+                f"{'y' if len(self._own.shared) == 1 else 'ies'} with {clones} live clone"
+                f"{'' if clones == 1 else 's'}: destroy the clones first"
+            )
         self._own.free_all()
         self.destroyed = True
         flush = Flush("destroy", everything=True, tables_freed=True)
