@@ -60,6 +60,11 @@ if TYPE_CHECKING:
 )
 @click.option("--force", is_flag=True, help="Let --save replace an image already there.")
 @click.option("--json", "as_json", is_flag=True, help="A machine-readable summary.")
+@click.option(
+    "--html", "html", type=click.Path(dir_okay=False),
+    help="Also write the boot as an interactive HTML page (timeline, maps, walks); an existing "
+    "file only with --force.",
+)  # fmt: skip
 def boot(
     profile_name: str,
     ram: str | None,
@@ -68,11 +73,14 @@ def boot(
     save_dir: str | None,
     force: bool,
     as_json: bool,
+    html: str | None = None,
 ) -> None:
     """Boot a seed kernel's memory manager on a simulated machine and show what it built."""
     save_inputs = [memmap_file] if memmap_file else []
     if save_dir:
         _check_save(Path(save_dir), save_inputs, force)  # before any work
+    if html:
+        check_target(html, inputs=save_inputs, force=force)
     profile = get_profile(profile_name)
     memmap = None
     if memmap_file is not None:
@@ -83,6 +91,7 @@ def boot(
     if size == 0:
         raise click.BadParameter("RAM of 0 bytes", param_hint="--ram")
     kernel = Kernel(profile, ram=size, memmap=memmap)
+    recorder = _recorder(kernel) if html else None
     out = console()
     with Progress(console=out, transient=True, disable=as_json or not out.is_terminal) as bar:
         task = bar.add_task(f"booting {profile.name}", total=None)
@@ -90,12 +99,23 @@ def boot(
         bar.update(task, description="running the demo")
         report = run_demo(kernel, processes)
     saved = _save(kernel, Path(save_dir), save_inputs, force) if save_dir else None
+    if recorder is not None and html:
+        from pagewalk.view import write_report
+
+        write_report(html, recorder.report(report), inputs=save_inputs, force=force)
     if as_json:
         emit_json(_summary(kernel, report, saved))
     else:
         _print(out, kernel, report, saved)
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def _recorder(kernel: Kernel) -> Any:
+    """The HTML view's timeline recorder, attached before the kernel boots."""
+    from pagewalk.view.timeline import Recorder
+
+    return Recorder(kernel)
 
 
 def _check_save(where: Path, inputs: list[str], force: bool) -> None:

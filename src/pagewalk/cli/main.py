@@ -61,6 +61,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Read the memory map FILE and print it as a table with totals.",
     ),
     "p2v": ("pagewalk.cli.inspect_cmds:p2v", "Every virtual address that maps each PA."),
+    "plot": (
+        "pagewalk.cli.plot_cmd:plot",
+        "Draw IMAGE's page sizes, table memory or TLB hit rates as a PNG or SVG (matplotlib).",
+    ),
     "stats": (
         "pagewalk.cli.report_cmds:stats",
         "Tables per level and their bytes, leaves per size, and what huge pages would save.",
@@ -68,6 +72,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "translate": (
         "pagewalk.cli.image_cmds:translate",
         "Translate each VA through IMAGE's tables and show every step of the walk.",
+    ),
+    "view": (
+        "pagewalk.cli.view_cmd:view",
+        "Write IMAGE's address space as an interactive HTML page: map, walks, tables, lint.",
     ),
     "walk": (
         "pagewalk.cli.inspect_cmds:walk_cmd",
