@@ -97,6 +97,11 @@ class DumpError(PagingError):
     """A memory dump that cannot be read (bad or truncated input, with the file offset)."""
 
 
+class LiveError(PagingError):
+    """A running machine that cannot be read: a gdbstub or QMP socket refused, timed out,
+    answered garbage or lacks a register (the message names host:port or the socket)."""
+
+
 class OutputError(PagingError):
     """An output file that cannot be written safely (an input, a link, a device, a full disk)."""
 

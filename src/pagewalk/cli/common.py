@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pagewalk.cli.machine import given_cpu
+from pagewalk.cli.machine import given_cpu, given_live
 from pagewalk.enumerate_runs import PartialTable
 from pagewalk.errors import ConfigError, hx
-from pagewalk.machine import OPTIONS, Machine, load_machine
+from pagewalk.machine import OPTIONS, Machine, load_live, load_machine
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,8 +47,19 @@ def console() -> Console:
 
 def machine_from(image: str, kwargs: dict[str, Any]) -> Machine:
     """Pop the register options from ``kwargs`` and open the machine (``--cpu``, when given,
-    must name a CPU of an ELF core)."""
-    return load_machine(image, {k: kwargs.pop(k) for k in OPTIONS}, cpu=given_cpu())
+    must name a CPU of an ELF core); with ``--gdb``/``--qmp``, the running QEMU, let go
+    (resumed if it was running) when the command ends, however it ends."""
+    opts = {k: kwargs.pop(k) for k in OPTIONS}
+    live = given_live()
+    if live["gdb"] is None and live["qmp"] is None:
+        return load_machine(image, opts, cpu=given_cpu())
+    if given_cpu() is not None:
+        raise click.UsageError("--cpu applies only to ELF cores, not to --gdb/--qmp")
+    machine = load_live(opts, gdb=live["gdb"], qmp=live["qmp"])
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(machine.close)
+    return machine
 
 
 #: JSON keys whose numbers are addresses, sizes or raw entries (``"0x..."`` under ``--hex``)

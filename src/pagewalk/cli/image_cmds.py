@@ -19,7 +19,7 @@ import numpy as np
 
 from pagewalk.batch import BatchResult, Translator
 from pagewalk.cli.common import check_hex, console, emit_json, hex_option, machine_from
-from pagewalk.cli.machine import machine_options
+from pagewalk.cli.machine import image_argument, machine_options
 from pagewalk.cli.render import print_walk
 from pagewalk.errors import DumpError, PageFault
 from pagewalk.image import build, load_spec, save
@@ -34,7 +34,7 @@ STREAM_CHUNK = 1 << 16
 
 
 @click.command()
-@click.argument("image", type=click.Path(dir_okay=False))
+@image_argument()
 @machine_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per VA, in a list.")
 @click.option(

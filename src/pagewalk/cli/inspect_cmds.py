@@ -39,7 +39,7 @@ from pagewalk.cli.common import (
     write_json_list,
 )
 from pagewalk.cli.listing import show_table, write_listing
-from pagewalk.cli.machine import INT, machine_options
+from pagewalk.cli.machine import INT, image_argument, machine_options
 from pagewalk.columns import RunColumns
 from pagewalk.enumerate import count_runs
 from pagewalk.enumerate_filter import Filter
@@ -70,7 +70,7 @@ def _filter(perm: str | None, phys: tuple[int, int] | None, sizes: str | None) -
 
 
 @click.command(name="walk")
-@click.argument("image", type=click.Path(dir_okay=False))
+@image_argument()
 @machine_options
 @click.option("--json", "as_json", is_flag=True, help="Every step as JSON.")
 @hex_option
@@ -109,7 +109,7 @@ def walk_cmd(image: str, va: str, as_json: bool, hex_numbers: bool, **kwargs: An
 
 
 @click.command()
-@click.argument("image", type=click.Path(dir_okay=False))
+@image_argument()
 @machine_options
 @click.option("--range", "va_range", type=(INT, INT), help="Only VAs in [A, B).")
 @click.option("--has", "has", type=INT, help="Only the merged range holding this VA.")
@@ -200,7 +200,7 @@ def _root_note(machine: Machine) -> bool:
 
 
 @click.command()
-@click.argument("image", type=click.Path(dir_okay=False))
+@image_argument()
 @machine_options
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of aliases per PA.")
 @hex_option

@@ -10,6 +10,7 @@ here for the code and tests that import them from the CLI.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,10 +35,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 __all__ = [
     "INT",
     "REGISTER_BITS",
+    "ImageArgument",
     "IntParam",
     "Machine",
     "Opened",
     "given_cpu",
+    "given_live",
+    "image_argument",
     "load_machine",
     "machine_options",
     "open_image",
@@ -130,3 +134,103 @@ def given_cpu() -> int | None:
     ctx = click.get_current_context(silent=True)
     value = ctx.meta.get("pagewalk.cpu") if ctx is not None else None
     return int(value) if value is not None else None
+
+
+#: how click marks a value that was not given (a sentinel in click 8.2+, None before)
+_UNSET: object = getattr(importlib.import_module("click._utils"), "UNSET", None)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is _UNSET
+
+
+#: ``ctx.meta`` keys of the live-machine options
+_LIVE_KEYS = {"gdb": "pagewalk.gdb", "qmp": "pagewalk.qmp"}
+
+
+class ImageArgument(click.Argument):
+    """IMAGE, optional when ``--gdb`` or ``--qmp`` names a running machine instead.
+
+    With a live machine the positional values move one place on (``walk --gdb H:P VA``: the
+    first value is VA, not IMAGE), and IMAGE becomes ``gdb:HOST:PORT`` or ``qmp:SOCKET``, the
+    machine's name in messages; giving both an image and a live machine is a usage error.
+    """
+
+    def handle_parse_result(
+        self, ctx: click.Context, opts: Any, args: list[str]
+    ) -> tuple[Any, list[str]]:
+        live = [(k, opts[k]) for k in _LIVE_KEYS if not _missing(opts.get(k))]
+        if len(live) > 1:
+            raise click.UsageError("give --gdb or --qmp, not both", ctx)
+        if live:
+            key, where = live[0]
+            _shift(ctx, self, opts)
+            opts[self.name] = f"{key}:{where}"
+        elif _missing(opts.get(self.name)) and self.name is not None:
+            raise click.MissingParameter(ctx=ctx, param=self)
+        return super().handle_parse_result(ctx, opts, args)
+
+
+def _shift(ctx: click.Context, image: click.Argument, opts: dict[str, Any]) -> None:
+    """Move the positional values after IMAGE one place towards it (see ImageArgument)."""
+    after = [p for p in ctx.command.params if isinstance(p, click.Argument)]
+    after = after[after.index(image) + 1 :]
+    flat: list[Any] = []
+    for p in [image, *after]:
+        value = opts.get(p.name) if p.name else None
+        if _missing(value):
+            continue
+        flat.extend(value if isinstance(value, (tuple, list)) else [value])
+    for p in after:
+        if p.nargs == -1:
+            opts[p.name] = tuple(flat)
+            flat = []
+        else:
+            opts[p.name] = flat.pop(0) if flat else _UNSET
+    if flat:
+        raise click.UsageError(
+            f"give IMAGE or --gdb/--qmp, not both (extra argument {flat[0]!r})", ctx
+        )
+
+
+def _remember_live(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if param.name is not None:
+        ctx.meta[_LIVE_KEYS[param.name]] = value
+
+
+def image_argument(name: str = "image") -> Callable[[F], F]:
+    """IMAGE (a dump) or ``--gdb HOST:PORT`` / ``--qmp SOCKET`` (a running QEMU): exactly one.
+
+    Use it in place of ``@click.argument("image", ...)`` on a command that opens a machine
+    with :func:`pagewalk.cli.common.machine_from`.
+    """
+
+    def add(func: F) -> F:
+        func = click.argument(
+            name, cls=ImageArgument, required=False, type=click.Path(dir_okay=False)
+        )(func)
+        func = click.option(
+            "--qmp",
+            metavar="SOCKET",
+            expose_value=False,
+            callback=_remember_live,
+            help="Read a running QEMU through its QMP Unix socket instead of IMAGE "
+            "(-qmp unix:SOCKET,server=on,wait=off); see docs/live.md.",
+        )(func)
+        return click.option(
+            "--gdb",
+            metavar="HOST:PORT",
+            expose_value=False,
+            callback=_remember_live,
+            help="Read a running QEMU through its gdbstub (-gdb tcp::PORT) instead of IMAGE: "
+            "memory and registers live; the VM is paused for the command (docs/live.md).",
+        )(func)
+
+    return add
+
+
+def given_live() -> dict[str, str | None]:
+    """``{"gdb": ..., "qmp": ...}`` of the running command (None when not given)."""
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    return {k: meta.get(v) for k, v in _LIVE_KEYS.items()}

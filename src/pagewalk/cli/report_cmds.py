@@ -33,7 +33,7 @@ from pagewalk.cli.common import (
     warn_partial,
     write_json_list,
 )
-from pagewalk.cli.machine import INT, given_cpu, machine_options
+from pagewalk.cli.machine import INT, given_cpu, image_argument, machine_options
 from pagewalk.cli.render import (
     diff_line,
     diff_table,
@@ -54,7 +54,7 @@ from pagewalk.memory.dump import FileMemory
 
 
 @click.command(name="diff")
-@click.argument("image_a", type=click.Path(dir_okay=False))
+@image_argument("image_a")
 @click.argument("image_b", type=click.Path(dir_okay=False), required=False)
 @machine_options
 @click.option("--root-b", type=INT, help="Root register for side B (default: B's own).")
@@ -116,7 +116,7 @@ _FAILING = {"error": ("error",), "warning": ("error", "warning"), "never": ()}
 
 
 @click.command()
-@click.argument("image", type=click.Path(dir_okay=False))
+@image_argument()
 @machine_options
 @click.option("--json", "as_json", is_flag=True, help="Findings as JSON.")
 @hex_option
@@ -149,7 +149,7 @@ def lint(image: str, as_json: bool, hex_numbers: bool, fail_on: str, **kwargs: A
 
 
 @click.command()
-@click.argument("image", type=click.Path(dir_okay=False))
+@image_argument()
 @machine_options
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 @hex_option

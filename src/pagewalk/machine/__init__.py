@@ -17,7 +17,14 @@ from pagewalk.machine.files import (
     read_sidecar,
     sidecar_path,
 )
-from pagewalk.machine.machine import OPTIONS, Machine, check_window, load_machine, open
+from pagewalk.machine.machine import (
+    OPTIONS,
+    Machine,
+    check_window,
+    load_live,
+    load_machine,
+    open,
+)
 
 __all__ = [
     "OPTIONS",
@@ -25,6 +32,7 @@ __all__ = [
     "Machine",
     "Opened",
     "check_window",
+    "load_live",
     "load_machine",
     "open",
     "open_image",

@@ -31,7 +31,10 @@ from pagewalk.memory.dump import Memory
 from pagewalk.walk import Fault, Walk, translate, walk
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from pagewalk.columns import RunColumns
+    from pagewalk.live.session import LiveSource
     from pagewalk.memory.elfcore import Core
 
 _U64 = 1 << 64
@@ -71,7 +74,9 @@ class Machine:
         why: how the mode and roots were found (notes, compression, options that overrode).
         core: the ELF core, or None for a raw image.
         saved: what the image says about its registers: the checked ``IMAGE.json`` of a raw
-            image, or ``{"registers": ...}`` read from a core's notes.
+            image, or ``{"registers": ...}`` read from a core's notes (or a live machine).
+        live: the running machine (``gdb=``/``qmp=``), or None for a dump; :meth:`close`
+            lets it go (resumes it if it was running).
     """
 
     mem: Memory
@@ -81,6 +86,24 @@ class Machine:
     why: list[str] = field(default_factory=list)
     core: Core | None = None
     saved: dict[str, Any] = field(default_factory=dict)
+    live: LiveSource | None = None
+
+    def close(self) -> None:
+        """Let a live machine go (memory mode restored, resumed if it was running); a dump
+        needs nothing. Also what ``with pagewalk.open(...) as m:`` does on exit."""
+        if self.live is not None:
+            self.live.close()
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     @property
     def memory(self) -> Memory:
@@ -95,7 +118,7 @@ class Machine:
     @property
     def sidecar(self) -> Path | None:
         """The register file that was read (``IMAGE.json``), or None (a core, or none)."""
-        if self.core is not None or not self.saved:
+        if self.core is not None or self.live is not None or not self.saved:
             return None
         return sidecar_path(self.source)
 
@@ -249,9 +272,44 @@ def load_machine(image: str, opts: dict[str, Any], cpu: int | None = None) -> Ma
     return Machine(opened.mem, mode, roots, image, why, opened.core, opened.saved)
 
 
+def load_live(opts: dict[str, Any], *, gdb: str | None = None, qmp: str | None = None) -> Machine:
+    """Open a running QEMU (its gdbstub at ``gdb`` = ``HOST:PORT``, or its QMP socket
+    ``qmp``) and build the mode and roots from its registers, ``opts`` overriding them.
+
+    Raises:
+        ConfigError: both or neither of ``gdb`` and ``qmp``, or options that do not fit.
+        LiveError: the machine cannot be reached or read (naming host:port or the socket).
+    """
+    from pagewalk.live.session import open_gdb, open_qmp
+
+    if (gdb is None) == (qmp is None):
+        raise ConfigError("give one live machine: gdb=HOST:PORT or qmp=SOCKET")
+    need = opts.get("mode") is None
+    if gdb is not None:
+        return live_machine(open_gdb(gdb, need_registers=need), opts)
+    assert qmp is not None
+    return live_machine(open_qmp(qmp, need_registers=need), opts)
+
+
+def live_machine(live: LiveSource, opts: dict[str, Any]) -> Machine:
+    """The machine of an opened live source, ``opts`` over its registers (closes the source
+    when that fails)."""
+    from pagewalk.machine.files import Opened
+
+    try:
+        opened = Opened(live.mem, live.saved, live.why, None)
+        mode, roots, why = configure(opened, live.name, opts)
+        return Machine(live.mem, mode, roots, live.name, why, None, live.saved, live)
+    except BaseException:
+        live.close()
+        raise
+
+
 def open(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     *,
+    gdb: str | None = None,
+    qmp: str | None = None,
     cpu: int | None = None,
     mode: str | None = None,
     root: int | str | None = None,
@@ -273,7 +331,11 @@ def open(
     ``"0x1000"``.
 
     Args:
-        path: a raw image, an ELF core, or either gzip- or zstd-compressed.
+        path: a raw image, an ELF core, or either gzip- or zstd-compressed; or None with
+            ``gdb`` or ``qmp``.
+        gdb: a running QEMU's gdbstub, ``HOST:PORT`` (``-gdb tcp::PORT``; see docs/live.md):
+            the machine reads its memory and registers live; close it (or use ``with``).
+        qmp: a running QEMU's QMP Unix socket, instead.
         cpu: the core's CPU whose registers to use (default 0; ELF cores only).
         mode: the paging mode (``x86``, ``pae``, ``x86_64``, ``la57``, ``aarch64``, ``sv32``,
             ``sv39``, ``sv48``, ``sv57``).
@@ -297,4 +359,10 @@ def open(
         "cr0": cr0, "cr4": cr4, "efer": efer, "maxphyaddr": maxphyaddr, "strict": strict,
         "satp": satp,
     }  # fmt: skip
+    if gdb is not None or qmp is not None:
+        if path is not None or cpu is not None:
+            raise ConfigError("give a dump path or gdb=/qmp=, not both (cpu applies to cores)")
+        return load_live(opts, gdb=gdb, qmp=qmp)
+    if path is None:
+        raise ConfigError("give a dump path, or gdb=HOST:PORT or qmp=SOCKET")
     return load_machine(os.fspath(path), opts, cpu=cpu)
