@@ -33,6 +33,7 @@ from pagewalk.enumerate import mappings
 from pagewalk.enumerate_runs import Mapping
 from pagewalk.image import save
 from pagewalk.inspect import qemu
+from pagewalk.inspect.regions import Layout, Region
 from pagewalk.textcols import SLICE
 
 QEMU_FAMILIES = ("x86", "riscv")
@@ -93,6 +94,31 @@ def test_table_lines_are_the_rich_layout(name: str) -> None:
     rows = list(mappings(mem, mode, roots))
     got = text(writers.table_lines(batches(rows, [5]), mode, Perm.letters)).splitlines()
     assert got == [mapping_line(m, mode).plain for m in rows]
+
+
+@pytest.mark.parametrize("name", ["x86", "x86_64", "sv39", "aarch64"])
+def test_writers_with_a_layout_add_the_region_last(name: str) -> None:
+    mem, mode, roots = random_space(name, 3)
+    rows = list(mappings(mem, mode, roots))
+    vas = sorted({m.va for m in rows})
+    # regions with edges at, inside and between runs, one overlapping (painted over), gaps
+    spec = [("low", 0, vas[len(vas) // 3] + 1), ("mid", vas[len(vas) // 3] + 1, vas[-1]),
+            ("hole-punch", vas[len(vas) // 2], vas[len(vas) // 2] + 1)]  # fmt: skip
+    layout = Layout("test", [Region(*r) for r in spec])
+    flat = [(r.name, r.start, r.end) for r in layout.regions]
+    assert [oracle.region_of(flat, va) for va in vas] == [layout.name_of(va) for va in vas]
+    cut = [2, 7, 1, 5]
+    got = text(writers.json_list(batches(rows, cut), layout=layout))
+    assert got == oracle.json_list_regions(rows, flat)
+    assert json.loads(got)[-1]["region"] is None  # the last run starts past every region
+    table = text(writers.table_lines(batches(rows, cut), mode, Perm.letters, layout))
+    assert table.splitlines() == [
+        f"{mapping_line(m, mode).plain}│ {oracle.region_of(flat, m.va) or ''}" for m in rows
+    ]
+    parsed = list(csv.DictReader(io.StringIO(text(writers.csv_table(batches(rows, cut),
+                                                                    layout=layout)))))  # fmt: skip
+    assert [r["region"] for r in parsed] == [oracle.region_of(flat, m.va) or "" for m in rows]
+    assert [int(r["va"]) for r in parsed] == [m.va for m in rows]
 
 
 def test_writers_of_no_runs() -> None:

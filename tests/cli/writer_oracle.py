@@ -230,3 +230,15 @@ def _ptdump_size(size: int) -> str:
             break
         value, unit = value // 1024, nxt
     return f"{value}{unit}"
+
+
+# ------------------------------------------------------------- with a layout (issue 15)
+def region_of(regions: list[tuple[str, int, int]], va: int) -> str | None:
+    """The name of the (start, end) interval holding ``va``: a plain scan."""
+    return next((name for name, lo, hi in regions if lo <= va < hi), None)
+
+
+def json_list_regions(rows: Iterable[Mapping], regions: list[tuple[str, int, int]]) -> str:
+    """``maps --json`` with a layout: each object as before, then ``"region"``."""
+    items = [json.dumps({**to_json(m), "region": region_of(regions, m.va)}) for m in rows]
+    return ("[" + ", ".join(items) + "]" if items else "[]") + "\n"

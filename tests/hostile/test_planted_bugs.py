@@ -17,7 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 TESTS = Path(__file__).resolve().parent.parent
-DEADLINE = re.compile(r"\bdeadline\s*=\s*(?!None\b)[^,)\s]+")
+#: a Hypothesis deadline given as a keyword (``settings(deadline=500)``, ``deadline=timedelta(...)``
+#: in a profile); a local variable that happens to be called ``deadline`` (a socket's time limit)
+#: is not one
+DEADLINE = re.compile(r"\bdeadline=(?!None\b)[^,)\s]+")
 
 
 def test_profile_has_no_deadline() -> None:

@@ -38,7 +38,7 @@ from pagewalk.cli.common import (
     warn_partial,
     write_json_list,
 )
-from pagewalk.cli.listing import show_table, write_listing
+from pagewalk.cli.listing import layout_option, show_table, write_listing
 from pagewalk.cli.machine import INT, image_argument, machine_options
 from pagewalk.columns import RunColumns
 from pagewalk.enumerate import count_runs
@@ -49,6 +49,8 @@ from pagewalk.formats.base import PagingMode
 from pagewalk.inspect import lint as lint_mod
 from pagewalk.inspect.filters import parse_perm, parse_sizes
 from pagewalk.inspect.qemu import info_mem_text, info_tlb_text, needs_raw_attrs
+from pagewalk.inspect.regions import Layout
+from pagewalk.inspect.regions import detect as detect_layout
 from pagewalk.machine import Machine, check_window, parse_int
 from pagewalk.textcols import Chunk
 
@@ -125,6 +127,7 @@ def walk_cmd(image: str, va: str, as_json: bool, hex_numbers: bool, **kwargs: An
     help='With --json or --format csv: addresses and sizes as "0x..." (hex) text.',
 )
 @max_mappings_option
+@layout_option
 def maps(
     image: str,
     va_range: tuple[int, int] | None,
@@ -136,6 +139,7 @@ def maps(
     as_json: bool,
     hex_numbers: bool,
     max_mappings: int | None,
+    layout_name: str,
     **kwargs: Any,
 ) -> None:
     """List every mapping of IMAGE, merged into ranges with effective permissions.
@@ -163,10 +167,11 @@ def maps(
             yield b
 
     batches = counted(primed(found))
+    layout = detect_layout(machine, layout_name) if fmt in ("table", "json", "csv") else None
     if fmt == "table":
-        show_table(machine, batches, stats, console())
+        show_table(machine, batches, stats, console(), layout)
     else:
-        write_listing(machine, batches, _writer(fmt, machine.mode, hex_numbers))
+        write_listing(machine, batches, _writer(fmt, machine.mode, hex_numbers, layout))
     warn_partial(stats.partial.values())
     if noted and not listed:
         click.echo("maps: nothing listed, for the reason noted above (exit 1)", err=True)
@@ -174,12 +179,13 @@ def maps(
 
 
 def _writer(
-    fmt: str, mode: PagingMode, hex_numbers: bool
+    fmt: str, mode: PagingMode, hex_numbers: bool, layout: Layout | None = None
 ) -> Callable[[Iterable[RunColumns]], Iterable[Chunk]]:
-    """The writer of a ``--format`` other than the table."""
+    """The writer of a ``--format`` other than the table (JSON and CSV name each run's region
+    when there is a layout; the QEMU and ptdump texts mimic their tools and never do)."""
     texts: dict[str, Callable[[Iterable[RunColumns]], Iterable[Chunk]]] = {
-        "json": lambda b: writers.json_list(b, hexed=hex_numbers),
-        "csv": lambda b: writers.csv_table(b, hexed=hex_numbers),
+        "json": lambda b: writers.json_list(b, hexed=hex_numbers, layout=layout),
+        "csv": lambda b: writers.csv_table(b, hexed=hex_numbers, layout=layout),
         "qemu-info-mem": lambda b: info_mem_text(b, mode),
         "qemu-info-tlb": lambda b: info_tlb_text(b, mode),
         "ptdump": lambda b: writers.ptdump(b, mode),

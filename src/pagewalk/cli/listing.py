@@ -6,7 +6,9 @@ A listing is written as the enumeration produces it, a batch of lines at a time
 it lasts until the last line is written, so it never vanishes before the slow part.
 
 The table view prints a header (the machine, then the column names, drawn by rich: coloured on
-a terminal) and then the rows in bulk in the same fixed layout. To a pipe it is plain text. On a
+a terminal) and then the rows in bulk in the same fixed layout; with a layout
+(:mod:`pagewalk.inspect.regions`) its lines say how it was found and a last ``region`` column
+names each range's region. To a pipe it is plain text. On a
 terminal, the rows are gathered until they fill the screen: a listing that fits is printed as
 it is, a longer one goes through the pager (``$PAGER``, else ``less``, with colours), which reads
 the rest of the listing as the enumeration goes.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import itertools
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -25,12 +27,32 @@ from pagewalk.cli.writers import table_lines
 from pagewalk.formats.base import Perm
 from pagewalk.textcols import Chunk
 
+F = TypeVar("F", bound=Callable[..., Any])
+#: every ``--layout`` value (:data:`pagewalk.inspect.regions.CHOICES`, kept here so that
+#: ``--help`` does not import the layouts)
+LAYOUTS = ("auto", "linux", "powernex", "redox", "comus", "sel4", "atos", "none")
+
+
+def layout_option(func: F) -> F:
+    """``--layout auto|linux|NAME|none``: which layout names the regions."""
+    return click.option(
+        "--layout",
+        "layout_name",
+        type=click.Choice(LAYOUTS, case_sensitive=False),
+        default="auto",
+        show_default=True,
+        help="Name each range's region by this kernel layout (auto: from the core's "
+        "VMCOREINFO, the image's boot profile, or the tables; none: no region column).",
+    )(func)
+
+
 if TYPE_CHECKING:  # rich is imported where something is drawn, never for JSON to a pipe
     from rich.console import Console
     from rich.progress import Progress
 
     from pagewalk.columns import RunColumns
     from pagewalk.enumerate_runs import EnumStats
+    from pagewalk.inspect.regions import Layout
     from pagewalk.machine import Machine
 
 
@@ -136,15 +158,21 @@ def _printed(console: Console, *items: object, style: str | None = None) -> str:
 
 
 def show_table(
-    machine: Machine, batches: Iterable[RunColumns], stats: EnumStats, console: Console
+    machine: Machine,
+    batches: Iterable[RunColumns],
+    stats: EnumStats,
+    console: Console,
+    layout: Layout | None = None,
 ) -> int:
     """The ``maps`` table of the batches, then the summary line; returns the rows listed."""
     from pagewalk.cli.render import mappings_table
 
     mode = machine.mode
-    head = _printed(console, machine.describe(), *(f"  {w}" for w in machine.why), style="dim")
+    why = [*machine.why, *(layout.why if layout is not None else ())]
+    head = _printed(console, machine.describe(), *(f"  {w}" for w in why), style="dim")
     console.width = max(console.width, 200)  # the header as wide as the rows, never squeezed
-    head += _printed(console, mappings_table([], mode, fixed=True))
+    columns = _printed(console, mappings_table([], mode, fixed=True))
+    head += columns if layout is None else _with_region(columns)
     count = 0
 
     def counted(items: Iterable[RunColumns]) -> Iterator[RunColumns]:
@@ -160,7 +188,7 @@ def show_table(
     bar = Bar(machine, show=sys.stderr.isatty() if terminal else None)
     try:
         perm = _perm_text(console) if terminal else Perm.letters
-        lines = iter(table_lines(counted(bar.track(batches)), mode, perm))
+        lines = iter(table_lines(counted(bar.track(batches)), mode, perm, layout))
         if not terminal:
             write_out(itertools.chain([head.encode()], lines))
             bar.stop()
@@ -184,6 +212,18 @@ def show_table(
         return count
     finally:
         bar.stop()
+
+
+def _with_region(header: str) -> str:
+    """The column header with a ``region`` column after the last: the names line gets
+    ``┃ region``, the rule under it ``╇━━━━━━━━``."""
+    lines = header.split("\n")
+    for i, line in enumerate(lines):
+        if "━" in line:
+            lines[i - 1] += "┃ region"
+            lines[i] += "╇" + "━" * 8
+            break
+    return "\n".join(lines)
 
 
 def _perm_text(console: Console) -> Callable[[Perm], str]:

@@ -65,6 +65,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pagewalk.cli.plot_cmd:plot",
         "Draw IMAGE's page sizes, table memory or TLB hit rates as a PNG or SVG (matplotlib).",
     ),
+    "search": (
+        "pagewalk.cli.search_cmd:search_cmd",
+        "Search mapped virtual memory for bytes, a string, an integer or pointers into a range.",
+    ),
     "stats": (
         "pagewalk.cli.report_cmds:stats",
         "Tables per level and their bytes, leaves per size, and what huge pages would save.",

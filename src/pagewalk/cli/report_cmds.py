@@ -33,6 +33,7 @@ from pagewalk.cli.common import (
     warn_partial,
     write_json_list,
 )
+from pagewalk.cli.listing import layout_option
 from pagewalk.cli.machine import INT, given_cpu, image_argument, machine_options
 from pagewalk.cli.render import (
     diff_line,
@@ -47,6 +48,7 @@ from pagewalk.errors import ConfigError, hx
 from pagewalk.formats import MODE_NAMES, make_mode
 from pagewalk.inspect import diff as diff_mod
 from pagewalk.inspect import lint as lint_mod
+from pagewalk.inspect.regions import detect as detect_layout
 from pagewalk.inspect.roots import find_roots
 from pagewalk.inspect.stats import stats as stats_of
 from pagewalk.machine import load_machine, open_image, parse_int
@@ -127,21 +129,27 @@ _FAILING = {"error": ("error",), "warning": ("error", "warning"), "never": ()}
     show_default=True,
     help="Exit 1 when a finding this severe or worse is reported (info never fails).",
 )
-def lint(image: str, as_json: bool, hex_numbers: bool, fail_on: str, **kwargs: Any) -> None:
+@layout_option
+def lint(
+    image: str, as_json: bool, hex_numbers: bool, fail_on: str, layout_name: str, **kwargs: Any
+) -> None:
     """Find risky permissions and malformed entries or trees; each finding names the entry.
 
     Exits 1 when it reports an error or a warning (see --fail-on), 0 otherwise.
     """
     check_hex(hex_numbers, as_json)
     machine = machine_from(image, kwargs)
-    findings = lint_mod.lint(machine.mem, machine.mode, machine.roots)
+    layout = detect_layout(machine, layout_name)
+    findings = lint_mod.lint(machine.mem, machine.mode, machine.roots, layout)
     counts = lint_mod.summary(findings)
     if as_json:
-        findings_json = [f.to_json() for f in findings]
+        findings_json = [f.to_json(with_region=layout is not None) for f in findings]
         emit_json({"findings": findings_json, "summary": counts}, hex_numbers=hex_numbers)
     else:
         out = console()
         out.print(machine.describe(), style="dim")
+        for line in layout.why if layout is not None else ():
+            out.print(f"  {line}", style="dim")
         out.print(lint_table(findings))
         out.print(", ".join(f"{n} {k}(s)" for k, n in counts.items()), style="dim")
     if any(counts[s] for s in _FAILING[fail_on]):

@@ -7,7 +7,10 @@ in bulk (:mod:`pagewalk.textcols`): numbers become digits in numpy, and everythi
 only on the permission and the memory type (booleans, words, colours) is one lookup in a table
 of at most 32 x (memory types) texts. The JSON is byte for byte what ``json.dumps`` gives for
 ``Mapping.to_json()`` of each run, one list on one line; ``hex`` writes addresses and sizes as
-``"0x..."`` strings instead (as ``memmap --json`` does). QEMU's ``info mem``/``info tlb`` texts
+``"0x..."`` strings instead (as ``memmap --json`` does). With a layout
+(:mod:`pagewalk.inspect.regions`), the JSON objects, the CSV lines and the table rows end with
+the region of each run's first VA (``"region"``, ``null`` outside every region); without one they
+are exactly as before. QEMU's ``info mem``/``info tlb`` texts
 are in :mod:`pagewalk.inspect.qemu`.
 """
 
@@ -18,12 +21,16 @@ import functools
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pagewalk.columns import RunColumns
 from pagewalk.formats.base import MemType, PagingMode, Perm
 from pagewalk.textcols import SLICE, U8, Chunk, Rows, text_table
+
+if TYPE_CHECKING:
+    from pagewalk.inspect.regions import Layout
 
 #: the fields of a run, in the order of the JSON object and of the CSV columns
 FIELDS = ("va", "size", "pa", "page_size", "writable", "user", "executable", "global", "memtype")
@@ -99,26 +106,54 @@ def _number(rows: Rows, col: np.ndarray, hexed: bool, quote: str = '"') -> Rows:
     return rows.text(f"{quote}0x").hex(col).text(quote) if hexed else rows.dec(col)
 
 
+def region_pick(
+    rows: Rows, b: RunColumns, layout: Layout, text: Callable[[str | None], str]
+) -> Rows:
+    """Each run's region (of its first VA) as ``text(name)``; ``text(None)`` outside them all."""
+    table = _region_table(layout, text)
+    return rows.pick(layout.index(b.va), table)
+
+
+@functools.lru_cache(maxsize=16)
+def _region_table(layout: Layout, text: Callable[[str | None], str]) -> U8:
+    return text_table([text(n) for n in [*layout.names, None]])
+
+
 # ------------------------------------------------------------------------------------- JSON
 def _json_tail(perm: Perm, memtype: MemType | str | None) -> str:
     flags = "".join(f', "{k}": {"true" if perm & f else "false"}' for k, f in _FLAGS)
     return f'{flags}, "memtype": {json.dumps(memtype_value(memtype))}}}, '
 
 
-def json_rows(b: RunColumns, hexed: bool = False) -> memoryview:
-    """The JSON objects of a batch, each followed by ``", "``."""
+def _json_open_tail(perm: Perm, memtype: MemType | str | None) -> str:
+    return _json_tail(perm, memtype)[: -len("}, ")]
+
+
+def _json_region(name: str | None) -> str:
+    return f', "region": {json.dumps(name)}}}, '
+
+
+def json_rows(b: RunColumns, hexed: bool = False, layout: Layout | None = None) -> memoryview:
+    """The JSON objects of a batch, each followed by ``", "`` (with ``"region"`` last when a
+    layout is given)."""
     rows = _number(Rows(len(b)).text('{"va": '), b.va, hexed)
     for key, col in (("size", b.size), ("pa", b.pa), ("page_size", b.page_size)):
         _number(rows.text(f', "{key}": '), col, hexed)
-    return rows.pick(perm_type_index(b), by_perm_and_type(b, _json_tail)).render()
+    if layout is None:
+        return rows.pick(perm_type_index(b), by_perm_and_type(b, _json_tail)).render()
+    rows.pick(perm_type_index(b), by_perm_and_type(b, _json_open_tail))
+    return region_pick(rows, b, layout, _json_region).render()
 
 
-def json_list(batches: Iterable[RunColumns], *, hexed: bool = False) -> Iterator[Chunk]:
-    """A JSON list of every run on one line (``json.dumps`` of the ``to_json`` objects)."""
+def json_list(
+    batches: Iterable[RunColumns], *, hexed: bool = False, layout: Layout | None = None
+) -> Iterator[Chunk]:
+    """A JSON list of every run on one line (``json.dumps`` of the ``to_json`` objects, plus
+    ``"region"`` with a layout)."""
     head = b"["
     for b in sliced(batches):
         yield head
-        yield json_rows(b, hexed)[:-2]
+        yield json_rows(b, hexed, layout)[:-2]
         head = b", "
     yield b"[]\n" if head == b"[" else b"]\n"
 
@@ -135,15 +170,30 @@ def _csv_tail(perm: Perm, memtype: MemType | str | None) -> str:
     return "," + _csv_line([*flags, memtype_value(memtype) or ""])
 
 
-def csv_table(batches: Iterable[RunColumns], *, hexed: bool = False) -> Iterator[Chunk]:
+def _csv_open_tail(perm: Perm, memtype: MemType | str | None) -> str:
+    return _csv_tail(perm, memtype)[:-1]
+
+
+def _csv_region(name: str | None) -> str:
+    return "," + _csv_line([name or ""])
+
+
+def csv_table(
+    batches: Iterable[RunColumns], *, hexed: bool = False, layout: Layout | None = None
+) -> Iterator[Chunk]:
     """A header line, then one line per run: the JSON fields, booleans as ``true``/``false``,
-    no memory type as an empty field, numbers in decimal (``0x...`` with ``hexed``)."""
-    yield _csv_line(list(FIELDS)).encode()
+    no memory type as an empty field, numbers in decimal (``0x...`` with ``hexed``); with a
+    layout, a last ``region`` field (empty outside every region)."""
+    yield _csv_line([*FIELDS, *(("region",) if layout is not None else ())]).encode()
     for b in sliced(batches):
         rows = Rows(len(b))
         for i, col in enumerate((b.va, b.size, b.pa, b.page_size)):
             _number(rows.text("," if i else ""), col, hexed, quote="")
-        yield rows.pick(perm_type_index(b), by_perm_and_type(b, _csv_tail)).render()
+        if layout is None:
+            yield rows.pick(perm_type_index(b), by_perm_and_type(b, _csv_tail)).render()
+            continue
+        rows.pick(perm_type_index(b), by_perm_and_type(b, _csv_open_tail))
+        yield region_pick(rows, b, layout, _csv_region).render()
 
 
 # ----------------------------------------------------------------------------------- ptdump
@@ -211,17 +261,25 @@ def _line_starts(text: Chunk) -> list[int]:
     return [0, *(ends[:-1] + 1).tolist()]
 
 
+def _table_region(name: str | None) -> str:
+    return f"│ {name or ''}\n"
+
+
 def table_lines(
-    batches: Iterable[RunColumns], mode: PagingMode, perm_text: Callable[[Perm], str]
+    batches: Iterable[RunColumns],
+    mode: PagingMode,
+    perm_text: Callable[[Perm], str],
+    layout: Layout | None = None,
 ) -> Iterator[Chunk]:
     """The rows of the ``maps`` table, in the fixed layout of
     :func:`pagewalk.cli.render.mapping_line`; ``perm_text`` draws the permission letters
-    (with colour codes on a terminal)."""
+    (with colour codes on a terminal); with a layout, a last ``region`` column."""
     digits = 16 if mode.entry_size == 8 else 8
     one = np.uint64(1)
+    end = "\n" if layout is None else ""
 
     def tail(perm: Perm, memtype: MemType | str | None) -> str:
-        return f"{perm_text(perm)} │ {memtype_text(memtype):<18} \n"
+        return f"{perm_text(perm)} │ {memtype_text(memtype):<18} {end}"
 
     for b in sliced(batches):
         size_idx, sizes = by_value(b.size, lambda s: f"{size_text(s):>9}")
@@ -229,4 +287,7 @@ def table_lines(
         rows = Rows(len(b)).text(" 0x").hex(b.va, digits).text(" │ 0x")
         rows.hex(b.va + (b.size - one), digits).text(" │ ").pick(size_idx, sizes).text(" │ 0x")
         rows.hex(b.pa, left=16).text(" │ ").pick(page_idx, pages).text(" │ ")
-        yield rows.pick(perm_type_index(b), by_perm_and_type(b, tail)).render()
+        rows.pick(perm_type_index(b), by_perm_and_type(b, tail))
+        if layout is not None:
+            region_pick(rows, b, layout, _table_region)
+        yield rows.render()

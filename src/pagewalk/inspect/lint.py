@@ -15,17 +15,18 @@ Every finding has a severity and names the exact entry (level, entry PA, raw val
   tables outside RAM, tables partly outside RAM (an error: a walk through the missing entries
   faults), and tables shared by several entries (info).
 
-Cost is proportional to the distinct tables: entries are checked once per (table, level), and
-permissions over mappings enumerated with each shared subtree listed once
-(``mappings(distinct=True)``), so a dump whose every entry points to one table is linted as fast
-as its bytes allow, and each aliasing is reported once.
+With a layout (:mod:`pagewalk.inspect.regions`), each finding names the region of its VA
+(``W+X in vmalloc``). Cost is proportional to the distinct tables: entries are checked once
+per (table, level), and permissions over mappings enumerated with each shared subtree listed
+once (``mappings(distinct=True)``), so a dump whose every entry points to one table is linted
+as fast as its bytes allow, and each aliasing is reported once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from pagewalk.formats.base import EntryKind, PagingMode, Perm
 from pagewalk.formats.x86 import QEMU_PDPTE_NOTE
 from pagewalk.inspect.reverse import ReverseMap
 from pagewalk.inspect.tables import Tables, Visit
+
+if TYPE_CHECKING:
+    from pagewalk.inspect.regions import Layout
 
 SEVERITIES = ("error", "warning", "info")
 _EVENT_SEVERITY = {"recursive": "info", "cycle": "error", "two-levels": "warning"}
@@ -59,10 +63,12 @@ class Finding:
     level: str | None = None
     entry_pa: int | None = None
     raw: int | None = None
+    region: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """The finding as JSON (numbers as integers)."""
-        return {
+    def to_json(self, with_region: bool = False) -> dict[str, Any]:
+        """The finding as JSON (numbers as integers); ``with_region`` adds ``"region"`` (the
+        layout's name for its VA, null when none), as ``lint`` does when it has a layout."""
+        out = {
             "severity": self.severity,
             "code": self.code,
             "message": self.message,
@@ -71,13 +77,21 @@ class Finding:
             "entry_pa": self.entry_pa,
             "raw": self.raw,
         }
+        if with_region:
+            out["region"] = self.region
+        return out
 
 
-def lint(mem: TableReader, mode: PagingMode, roots: Sequence[int]) -> list[Finding]:
-    """All findings, errors first, then by VA."""
+def lint(
+    mem: TableReader, mode: PagingMode, roots: Sequence[int], layout: Layout | None = None
+) -> list[Finding]:
+    """All findings, errors first, then by VA; with a layout, each names the region of its VA
+    (and the permission findings say it: "W+X in vmalloc")."""
     found = list(_entries(mem, mode, roots))
     rows = list(mappings(mem, mode, roots, distinct=True))
-    found += _perms(rows, mode)
+    found += _perms(rows, mode, layout)
+    if layout is not None:
+        found = [replace(f, region=layout.name_of(f.va)) for f in found]
     order = {s: i for i, s in enumerate(SEVERITIES)}
     return sorted(found, key=lambda f: (order[f.severity], f.va or 0, f.code))
 
@@ -199,15 +213,19 @@ def _stray_leaves(
         yield Finding("info", "leaf-outside-ram", msg, *where(j))
 
 
-def _perms(rows: Sequence[Mapping], mode: PagingMode) -> Iterator[Finding]:
+def _perms(
+    rows: Sequence[Mapping], mode: PagingMode, layout: Layout | None = None
+) -> Iterator[Finding]:
     kernel_half = mode.halves[-1].va_start if len(mode.halves) > 1 else None
     for m in rows:
+        region = layout.name_of(m.va) if layout is not None else None
+        where = f" in {region}" if region else ""
         if m.perm & Perm.WRITE and m.perm & Perm.EXEC:
             who = "user" if m.perm & Perm.USER else "kernel"
-            msg = f"{who} mapping {m.va:#x}+{m.size:#x} is writable and executable (W+X)"
+            msg = f"{who} mapping {m.va:#x}+{m.size:#x} is writable and executable (W+X{where})"
             yield Finding("warning" if who == "user" else "error", "w+x", msg, m.va)
         if kernel_half is not None and m.va >= kernel_half and m.perm & Perm.USER:
-            msg = f"kernel-half mapping {m.va:#x}+{m.size:#x} is user-accessible"
+            msg = f"kernel-half mapping {m.va:#x}+{m.size:#x}{where} is user-accessible"
             yield Finding("error", "user-kernel-half", msg, m.va)
     yield from _shared(rows)
 

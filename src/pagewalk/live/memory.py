@@ -6,8 +6,9 @@ inspector runs on a live machine unchanged. Reads go by aligned chunks (:data:`C
 each fetched once per command and kept in a bounded LRU cache (:data:`CACHE_LIMIT`, 256 MiB),
 so a full ``maps`` reads each table once, several at a time when they lie together. A read must
 lie inside the RAM layout learned from the machine (QEMU's ``info mtree -f``,
-:mod:`pagewalk.live.machine_regs`), as in a dump. Tables are little-endian 4- or 8-byte entries, read
-as the hardware reads them (Intel SDM vol. 3A §4.1, Arm ARM D8.2, RISC-V privileged spec).
+:mod:`pagewalk.live.machine_regs`), as in a dump. Tables are little-endian 4- or 8-byte
+entries, read as the hardware reads them (Intel SDM vol. 3A §4.1, Arm ARM D8.2, RISC-V
+privileged spec).
 
 The memory is read only: a stopped machine's tables do not change under it, and nothing here
 writes (:class:`~pagewalk.memory.protocols.EntryWriter` is deliberately missing).
