@@ -1,21 +1,62 @@
-"""The AArch64 stage-1 EL1&0 translation format (VMSAv8-64), for 4K, 16K and 64K granules.
+"""The AArch64 stage-1 EL1&0 translation format (VMSAv8-64): the descriptor codec and the
+permission model, for 4K, 16K and 64K granules, with 52-bit addresses (FEAT_LPA, FEAT_LVA,
+FEAT_LPA2).
 
 Facts follow the Arm ARM (DDI 0487), chapter D8 "The AArch64 Virtual Memory System Architecture":
-TCR_EL1 fields T0SZ/T1SZ, TG0/TG1, EPD0/EPD1, IPS, TBI0/TBI1, HA/HD and HPD0/HPD1; the TTBR0/TTBR1
-split by VA bit 55 and the top bits; the start level from the granule and TnSZ (D8.2); table,
-block and page descriptors (D8.3), with the block sizes each granule allows without FEAT_LPA/LPA2
-(4K: 1 GiB at L1 and 2 MiB at L2; 16K: 32 MiB at L2; 64K: 512 MiB at L2); a block at a level that
-cannot hold one, and a level-3 descriptor of type 0b01, give a Translation fault (D8.3.1);
-APTable/UXNTable/PXNTable (D8.4.2), AP[2:1], UXN/PXN, AF, SH, AttrIndx resolved through MAIR_EL1,
-nG, DBM and the Contiguous hint (D8.4-D8.6). Output addresses above the IPS size give an Address
-size fault. 52-bit addresses (FEAT_LPA, FEAT_LPA2) are not modelled.
+the TTBR0/TTBR1 split by VA bit 55 and the top bits; the start level from the granule and TnSZ
+(D8.2, level -1 with FEAT_LPA2); table, block and page descriptors (D8.3), with the block levels
+each granule allows (4K: L1, L2, and L0 with TCR_EL1.DS=1; 16K: L2, and L1 with DS=1; 64K: L2,
+and L1 with a 52-bit output size); a block at a level that cannot hold one, and a level-3
+descriptor of type 0b01, give a Translation fault (D8.3.1); APTable/UXNTable/PXNTable (D8.4.2),
+AP[2:1], UXN/PXN, AF, SH (bits [9:8] unless DS=1, when they are OA[51:50]), AttrIndx resolved
+through MAIR_EL1, nG, DBM and the Contiguous hint (D8.4-D8.6). Output and next-level table
+addresses above the output size give an Address size fault. The TCR_EL1 fields, the levels and
+where the address bits sit are in :mod:`pagewalk.formats.aarch64_regs`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pagewalk.errors import ConfigError, EntryFormatError, hx
+from pagewalk.errors import EntryFormatError, hx
+from pagewalk.formats.aarch64_regs import (
+    AF,
+    AP1,
+    AP2,
+    AP_TABLE0,
+    AP_TABLE1,
+    CONTIG,
+    DBM,
+    IPS_52,
+    MAIR_DEFAULT,
+    NG,
+    NS,
+    NS_TABLE,
+    PXN,
+    PXN_TABLE,
+    TCR_A1,
+    TCR_DEFAULT,
+    TCR_DS,
+    TCR_EPD0,
+    TCR_EPD1,
+    TCR_HA,
+    TCR_HD,
+    TCR_HPD0,
+    TCR_HPD1,
+    TCR_TBI0,
+    TCR_TBI1,
+    TYPE,
+    UXN,
+    UXN_TABLE,
+    VALID,
+    WANTED_MAIR,
+    Granule,
+    mair_type,
+    make_half,
+    parse_tcr,
+    ttbr_base,
+    ttbr_value,
+)
 from pagewalk.formats.base import (
     ALL_PERMS,
     Acc,
@@ -34,92 +75,12 @@ from pagewalk.formats.base import (
     U64Array,
 )
 
-VALID = 1 << 0
-TYPE = 1 << 1  # 1: table (levels 0-2) or page (level 3); 0: block
-NS = 1 << 5
-AP1 = 1 << 6  # EL0 access
-AP2 = 1 << 7  # read-only
-AF = 1 << 10
-NG = 1 << 11
-DBM = 1 << 51
-CONTIG = 1 << 52
-PXN = 1 << 53
-UXN = 1 << 54
-PXN_TABLE = 1 << 59
-UXN_TABLE = 1 << 60
-AP_TABLE0 = 1 << 61  # no EL0 access below
-AP_TABLE1 = 1 << 62  # no write access below
-NS_TABLE = 1 << 63
-
-# TCR_EL1 fields.
-TCR_EPD0 = 1 << 7
-TCR_EPD1 = 1 << 23
-TCR_A1 = 1 << 22
-TCR_TBI0 = 1 << 37
-TCR_TBI1 = 1 << 38
-TCR_HA = 1 << 39
-TCR_HD = 1 << 40
-TCR_HPD0 = 1 << 41
-TCR_HPD1 = 1 << 42
-
-_TG0 = {0b00: 12, 0b01: 16, 0b10: 14}
-_TG1 = {0b10: 12, 0b11: 16, 0b01: 14}
-_IPS = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52}
-
-#: 4K granules, T0SZ=T1SZ=16 (48-bit VAs), IPS=48 bits.
-TCR_DEFAULT = 16 | (16 << 16) | (0b10 << 30) | (5 << 32)
-#: AttrIndx 0 Normal WB, 1 Device-nGnRE, 2 Device-nGnRnE, 3 Normal NC, 4 Normal WT.
-MAIR_DEFAULT = 0xFF | (0x04 << 8) | (0x00 << 16) | (0x44 << 24) | (0xBB << 32)
-
-_WANTED_MAIR: dict[MemType, tuple[int, ...]] = {
-    MemType.NORMAL: (0xFF, 0xEE, 0xDD, 0xCC),
-    MemType.WRITE_THROUGH: (0xBB, 0xAA, 0x88, 0x99),
-    MemType.WRITE_COMBINING: (0x44,),
-    MemType.UNCACHED: (0x00,),
-    MemType.UNCACHED_MINUS: (0x44,),
-    MemType.DEVICE: (0x04,),
-    MemType.DEVICE_STRICT: (0x00,),
-}
-
-#: the levels where a block may stand, per granule shift (without FEAT_LPA/LPA2)
-_BLOCK_LEVELS = {12: (1, 2), 14: (2,), 16: (2,)}
-
-
-def mair_type(attr: int) -> MemType | str:
-    """Decode one MAIR_EL1 attribute byte (Arm ARM D8.6, MAIR_ELx.Attr<n>)."""
-    hi, lo = attr >> 4, attr & 0xF
-    if hi == 0:
-        names = {0: "nGnRnE", 4: "nGnRE", 8: "nGRE", 12: "GRE"}
-        kind = names.get(lo)
-        if kind == "nGnRnE":
-            return MemType.DEVICE_STRICT
-        if kind == "nGnRE":
-            return MemType.DEVICE
-        return f"device-{kind}" if kind else f"unpredictable-{attr:#04x}"
-
-    def cache(nibble: int) -> str:
-        if nibble == 0b0100:
-            return "nc"
-        if nibble >> 2 in (0b00, 0b10):
-            return "wt"
-        return "wb"
-
-    if lo == 0:
-        # Inner 0b0000 with a Normal outer is UNPREDICTABLE without FEAT_XS/FEAT_MTE2.
-        return f"unpredictable-{attr:#04x}"
-    outer, inner = cache(hi), cache(lo)
-    if outer == inner:
-        return {"nc": MemType.WRITE_COMBINING, "wt": MemType.WRITE_THROUGH}.get(
-            outer, MemType.NORMAL
-        )
-    return f"normal-o{outer}-i{inner}"
-
 
 class AArch64Mode(PagingMode):
     """VMSAv8-64 stage 1 for EL1&0, configured by TCR_EL1 and MAIR_EL1.
 
     Args:
-        tcr: TCR_EL1 (granules, region sizes, IPS, TBI, HA/HD, HPD, EPD).
+        tcr: TCR_EL1 (granules, region sizes, IPS, DS, TBI, HA/HD, HPD, EPD).
         mair: MAIR_EL1 (the memory type of each AttrIndx).
     """
 
@@ -136,48 +97,21 @@ class AArch64Mode(PagingMode):
     def __init__(self, tcr: int = TCR_DEFAULT, mair: int = MAIR_DEFAULT) -> None:
         self.tcr = tcr
         self.mair = mair
-        ips = (tcr >> 32) & 7
-        if ips not in _IPS:
-            raise ConfigError(f"TCR_EL1.IPS={ips} is reserved")
-        self.pa_bits = min(_IPS[ips], 48)
+        self.granules, self.tsz = parse_tcr(tcr)
+        self.pa_bits = max(g.pa_bits for g in self.granules)
         self.root_bits = self.pa_bits  # TTBRn_EL1.BADDR
         self.ha = bool(tcr & TCR_HA)
         self.hd = bool(tcr & TCR_HD) and self.ha
         self.tbi = (bool(tcr & TCR_TBI0), bool(tcr & TCR_TBI1))
         self.hpd = (bool(tcr & TCR_HPD0), bool(tcr & TCR_HPD1))
         self.epd = (bool(tcr & TCR_EPD0), bool(tcr & TCR_EPD1))
-        tg0, tg1 = (tcr >> 14) & 3, (tcr >> 30) & 3
-        if tg0 not in _TG0:
-            raise ConfigError(f"TCR_EL1.TG0={tg0:#b} is reserved")
-        if tg1 not in _TG1:
-            raise ConfigError(f"TCR_EL1.TG1={tg1:#b} is reserved")
-        self.granule_shift = (_TG0[tg0], _TG1[tg1])
-        self.tsz = (tcr & 0x3F, (tcr >> 16) & 0x3F)
+        self.granule_shift = (self.granules[0].shift, self.granules[1].shift)
         self.page_size = 1 << min(self.granule_shift)
-        self._halves = (self._half(0), self._half(1))
-        self._granule_by_level = {
-            lv: half.levels[-1].shift for half in self._halves for lv in half.levels
-        }
-
-    def _half(self, which: int) -> Half:
-        g = self.granule_shift[which]
-        tsz = self.tsz[which]
-        if not 16 <= tsz <= 39:
-            raise ConfigError(f"TCR_EL1.T{which}SZ={tsz} is outside 16..39 (no FEAT_LVA/TTST)")
-        va_bits = 64 - tsz
-        stride = g - 3
-        n_levels = -(-(va_bits - g) // stride)
-        start = 4 - n_levels
-        levels: list[Level] = []
-        for number in range(start, 4):
-            shift = g + (3 - number) * stride
-            bits = stride if number != start else va_bits - shift
-            leaf = 1 << shift if number == 3 or number in _BLOCK_LEVELS[g] else 0
-            levels.append(Level(3 - number, number, f"L{number}", shift, bits, leaf))
-        root_bytes = 8 << levels[0].bits
-        span = 1 << va_bits
-        start_va, end_va = (0, span) if which == 0 else ((1 << 64) - span, 1 << 64)
-        return Half(which, f"TTBR{which}_EL1", tuple(levels), start_va, end_va, max(root_bytes, 64))
+        self._halves = (
+            make_half(0, self.granules[0], self.tsz[0]),
+            make_half(1, self.granules[1], self.tsz[1]),
+        )
+        self._gran = {lv: self.granules[h.root] for h in self._halves for lv in h.levels}
 
     @property
     def halves(self) -> tuple[Half, ...]:
@@ -196,64 +130,51 @@ class AArch64Mode(PagingMode):
     def root_fault(self, root_pa: int, half: Half) -> tuple[str, str] | None:
         if self.epd[half.root]:
             return "translation", f"TCR_EL1.EPD{half.root}=1 disables walks from {half.name}"
-        if root_pa >> self.pa_bits:
-            return "address-size", f"{half.name} base {hx(root_pa)} exceeds IPS {self.pa_bits} bits"
+        bits = self.granules[half.root].pa_bits
+        if root_pa >> bits:
+            return "address-size", f"{half.name} base {hx(root_pa)} exceeds IPS {bits} bits"
         return None
 
     def root_from_register(self, value: int, half: int = 0) -> int:
-        align = self._halves[half].table_align
-        return value & ((1 << 48) - 1) & ~(align - 1)
+        return ttbr_base(value, self.granules[half], self._halves[half].table_align)
+
+    def ttbr(self, root_pa: int, asid: int = 0) -> int:
+        """The TTBRn_EL1 value for a root table at ``root_pa`` (BADDR[51:48] in bits [5:2])."""
+        return ttbr_value(root_pa, asid)
 
     # ----------------------------------------------------------------------- decode
+    def _granule(self, level: Level) -> Granule:
+        return self._gran.get(level, self.granules[0])
+
     def decode(self, raw: int, level: Level) -> Entry:
         if not raw & VALID:
             return Entry(EntryKind.INVALID, raw, fault="translation", reason="bit 0 (valid) is 0")
         number = level.number
         table_like = bool(raw & TYPE)
-        if number == 3:
-            if not table_like:
-                return Entry(
-                    EntryKind.INVALID,
-                    raw,
-                    fault="translation",
-                    reason="a level-3 descriptor of type 0b01 is reserved",
-                )
-            return self._leaf(raw, level)
-        if not table_like:
-            if not level.leaf_size:
-                return Entry(
-                    EntryKind.INVALID,
-                    raw,
-                    fault="translation",
-                    reason=f"a block descriptor is not allowed at level {number} with this granule",
-                )
-            return self._leaf(raw, level)
-        granule = self._granule_of(level)
-        address = raw & ((1 << 48) - 1) & ~((1 << granule) - 1)
+        if number == 3 or not table_like:
+            if number == 3 and not table_like:
+                reason = "a level-3 descriptor of type 0b01 is reserved"
+            elif not level.leaf_size:
+                reason = f"a block descriptor is not allowed at level {number} with this granule"
+            else:
+                return self._leaf(raw, level)
+            return Entry(EntryKind.INVALID, raw, fault="translation", reason=reason)
+        gran = self._granule(level)
+        address = gran.extract(raw, 1 << gran.shift)
         perm = ALL_PERMS
         if raw & AP_TABLE0:
             perm &= ~Perm.USER
         if raw & AP_TABLE1:
             perm &= ~Perm.WRITE
-        if address >> self.pa_bits:
-            return Entry(
-                EntryKind.TABLE,
-                raw,
-                address,
-                0,
-                perm,
-                None,
-                "address-size",
-                f"next-level table address {hx(address)} exceeds IPS {self.pa_bits} bits",
-            )
+        if address >> gran.pa_bits:
+            reason = f"next-level table address {hx(address)} exceeds IPS {gran.pa_bits} bits"
+            return Entry(EntryKind.TABLE, raw, address, 0, perm, None, "address-size", reason)
         return Entry(EntryKind.TABLE, raw, address, 0, perm)
-
-    def _granule_of(self, level: Level) -> int:
-        return self._granule_by_level.get(level, self.granule_shift[0])
 
     def _leaf(self, raw: int, level: Level) -> Entry:
         size = level.leaf_size
-        address = raw & ((1 << 48) - 1) & ~(size - 1)
+        gran = self._granule(level)
+        address = gran.extract(raw, size)
         perm = Perm.READ
         if not raw & AP2:
             perm |= Perm.WRITE
@@ -266,8 +187,8 @@ class AArch64Mode(PagingMode):
         if not raw & NG:
             perm |= Perm.GLOBAL
         memtype = mair_type((self.mair >> (8 * ((raw >> 2) & 7))) & 0xFF)
-        if address >> self.pa_bits:
-            reason = f"output address {hx(address)} exceeds IPS {self.pa_bits} bits"
+        if address >> gran.pa_bits:
+            reason = f"output address {hx(address)} exceeds IPS {gran.pa_bits} bits"
             return Entry(EntryKind.LEAF, raw, address, size, perm, memtype, "address-size", reason)
         if not raw & AF and not self.ha:
             reason = "AF (bit 10) is 0 and TCR_EL1.HA is off"
@@ -306,6 +227,7 @@ class AArch64Mode(PagingMode):
     def fields(self, raw: int, level: Level) -> list[Field]:
         out = [Field("valid", raw & 1), Field("type", raw >> 1 & 1)]
         entry = self.decode(raw, level)
+        ds = self._granule(level).sh_is_address
         if entry.kind is EntryKind.TABLE:
             out += [
                 Field("NSTable", raw >> 63 & 1),
@@ -318,7 +240,7 @@ class AArch64Mode(PagingMode):
                 Field("AttrIndx", raw >> 2 & 7, 3),
                 Field("NS", raw >> 5 & 1),
                 Field("AP", raw >> 6 & 3, 2),
-                Field("SH", raw >> 8 & 3, 2),
+                Field("OA[51:50]" if ds else "SH", raw >> 8 & 3, 2),
                 Field("AF", raw >> 10 & 1),
                 Field("nG", raw >> 11 & 1),
                 Field("DBM", raw >> 51 & 1),
@@ -331,8 +253,9 @@ class AArch64Mode(PagingMode):
 
     # ----------------------------------------------------------------------- encode
     def encode_table(self, table_pa: int, level: Level, perm: Perm) -> int:
-        self._check_pa(table_pa, 1 << self._granule_of(level), level)
-        return table_pa | VALID | TYPE
+        gran = self._granule(level)
+        self._check_pa(table_pa, 1 << gran.shift, level, gran.pa_bits)
+        return gran.place(table_pa) | VALID | TYPE
 
     def widen_table(self, raw: int, level: Level, perm: Perm) -> int:
         if perm & Perm.USER:
@@ -347,13 +270,12 @@ class AArch64Mode(PagingMode):
         self, pa: int, level: Level, perm: Perm, memtype: MemType = MemType.NORMAL
     ) -> int:
         if not level.leaf_size:
-            raise EntryFormatError(
-                f"a block is not allowed at L{level.number} with this granule (no FEAT_LPA)"
-            )
-        self._check_pa(pa, level.leaf_size, level)
-        raw = pa | VALID | AF | (TYPE if level.number == 3 else 0)
+            raise EntryFormatError(f"a block is not allowed at L{level.number} with this granule")
+        gran = self._granule(level)
+        self._check_pa(pa, level.leaf_size, level, gran.pa_bits)
+        raw = gran.place(pa) | VALID | AF | (TYPE if level.number == 3 else 0)
         raw |= self._attr_index(memtype) << 2
-        if memtype in (MemType.NORMAL, MemType.WRITE_THROUGH):
+        if memtype in (MemType.NORMAL, MemType.WRITE_THROUGH) and not gran.sh_is_address:
             raw |= 0b11 << 8  # inner shareable, as kernels map normal memory
         if perm & Perm.USER:
             raw |= AP1
@@ -370,15 +292,16 @@ class AArch64Mode(PagingMode):
     def resize_leaf(self, raw: int, level: Level, new_level: Level, new_pa: int) -> int:
         if not new_level.leaf_size:
             raise EntryFormatError(f"a block is not allowed at L{new_level.number}")
-        self._check_pa(new_pa, new_level.leaf_size, new_level)
-        attrs = raw & ~(((1 << 48) - 1) & ~0xFFF) & ~(TYPE | CONTIG)
-        return attrs | new_pa | (TYPE if new_level.number == 3 else 0)
+        gran = self._granule(new_level)
+        self._check_pa(new_pa, new_level.leaf_size, new_level, gran.pa_bits)
+        attrs = raw & ~gran.all_bits(1 << gran.shift) & ~(TYPE | CONTIG)
+        return attrs | gran.place(new_pa) | (TYPE if new_level.number == 3 else 0)
 
     def perm_mask(self, level: Level) -> int:
         return AP1 | AP2 | NG | UXN | PXN
 
     def memtype_mask(self, level: Level) -> int:
-        return (7 << 2) | (3 << 8)
+        return (7 << 2) | (0 if self._granule(level).sh_is_address else 3 << 8)
 
     def np_is_leaf(self, raws: U64Array, level: Level) -> BoolArray:
         if level.number == 3:
@@ -388,16 +311,21 @@ class AArch64Mode(PagingMode):
         return np.asarray((raws & np.uint64(TYPE)) == 0, dtype=np.bool_)
 
     def address_mask(self, level: Level, leaf: bool) -> int:
-        # Bits 47:IPS are address bits too, but setting them is an Address size fault.
-        low = level.leaf_size if leaf else 1 << self._granule_of(level)
-        return ((1 << self.pa_bits) - 1) & ~(low - 1)
+        # Bits above the output size are address bits too, but setting them is an Address
+        # size fault, so they stay in the shape.
+        gran = self._granule(level)
+        low = level.leaf_size if leaf else 1 << gran.shift
+        return gran.valid_bits(low) if low else 0
 
     def np_address(self, raws: U64Array, level: Level, leaf: bool) -> U64Array:
-        low = level.leaf_size if leaf else 1 << self._granule_of(level)
-        return raws & np.uint64(((1 << 48) - 1) & ~(low - 1))
+        gran = self._granule(level)
+        low = level.leaf_size if leaf else 1 << gran.shift
+        if not low:
+            return np.zeros(raws.shape, np.uint64)
+        return gran.np_extract(raws, low)
 
     def _attr_index(self, memtype: MemType) -> int:
-        wanted = _WANTED_MAIR[memtype]
+        wanted = WANTED_MAIR[memtype]
         for index in range(8):
             if (self.mair >> (8 * index)) & 0xFF in wanted:
                 return index
@@ -407,3 +335,54 @@ class AArch64Mode(PagingMode):
 
     def registers(self) -> dict[str, int]:
         return {"tcr": self.tcr, "mair": self.mair}
+
+    def describe(self) -> str:
+        """The registers, and the 52-bit features they turn on (FEAT_LPA, FEAT_LVA, FEAT_LPA2)."""
+        text = super().describe()
+        feats = []
+        if any(g.oa == "ds" for g in self.granules):
+            feats.append("FEAT_LPA2 (TCR_EL1.DS=1)")
+        if any(g.oa == "lpa" for g in self.granules):
+            feats.append("FEAT_LPA")
+        if any(t < 16 and g.shift == 16 for t, g in zip(self.tsz, self.granules, strict=True)):
+            feats.append("FEAT_LVA")
+        if not feats:
+            return text
+        vas = "/".join(str(64 - t) for t in self.tsz)
+        return f"{text}: {', '.join(feats)}, {vas}-bit VAs, {self.pa_bits}-bit PAs"
+
+
+__all__ = [
+    "AF",
+    "AP1",
+    "AP2",
+    "AP_TABLE0",
+    "AP_TABLE1",
+    "CONTIG",
+    "DBM",
+    "IPS_52",
+    "MAIR_DEFAULT",
+    "NG",
+    "NS",
+    "NS_TABLE",
+    "PXN",
+    "PXN_TABLE",
+    "TCR_A1",
+    "TCR_DEFAULT",
+    "TCR_DS",
+    "TCR_EPD0",
+    "TCR_EPD1",
+    "TCR_HA",
+    "TCR_HD",
+    "TCR_HPD0",
+    "TCR_HPD1",
+    "TCR_TBI0",
+    "TCR_TBI1",
+    "TYPE",
+    "UXN",
+    "UXN_TABLE",
+    "VALID",
+    "AArch64Mode",
+    "Granule",
+    "mair_type",
+]

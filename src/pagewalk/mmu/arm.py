@@ -7,7 +7,8 @@
 - Faults (D8.4-D8.5 and the ESR_ELx ISS encodings): a data or instruction abort whose fault
   status code is 0b0000LL (address size), 0b0001LL (translation), 0b0010LL (access flag),
   0b0011LL (permission) or 0b0101LL (external abort on a table walk), LL being the level, with
-  FAR_EL1 = the address.
+  FAR_EL1 = the address. With FEAT_LPA2 a walk can fault at level -1, which has codes of its own:
+  0b101001 (address size), 0b101011 (translation) and 0b010011 (external abort on a table walk).
 - TLB tags (D8.13): entries carry the ASID always; nG=0 entries are global. A fault leaves the
   TLB as it is.
 """
@@ -37,6 +38,8 @@ FSC_BASE = {
     "permission": 0x0C,
     "bad-table": 0x14,
 }
+#: fault status codes at level -1 (FEAT_LPA2; Arm ARM, ESR_ELx.ISS DFSC/IFSC)
+FSC_LEVEL_M1 = {"address-size": 0b101001, "translation": 0b101011, "bad-table": 0b010011}
 
 
 @dataclass
@@ -77,7 +80,10 @@ def arm_fault(
     va: int, kind: str, level: int | None, reason: str, access: str, user: bool, raw: int | None
 ) -> PageFault:
     """An AArch64 data or instruction abort with its fault status code."""
-    fsc = FSC_BASE.get(kind, 0x10) + (level or 0)
+    if level == -1 and kind in FSC_LEVEL_M1:
+        fsc = FSC_LEVEL_M1[kind]
+    else:
+        fsc = FSC_BASE.get(kind, 0x10) + (level or 0)
     ec = (0x20 if access == "exec" else 0x24) + (0 if user else 1)
     details = {"fsc": fsc, "ec": ec, "wnr": access == "write", "far": va}
     return make_fault(va, kind, level, reason, access, raw, fsc, details)
