@@ -118,3 +118,24 @@ def test_plot_command(tmp_path: Path) -> None:
     assert run("plot", str(img), "--out", str(tmp_path / "x.gif")).returncode == 2
     assert run("plot", str(img), "--kind", "nope", "--out", str(tmp_path / "y.png")).returncode == 2
     assert run("plot", str(tmp_path / "none"), "--out", str(tmp_path / "z.png")).returncode == 2
+
+
+def test_regions_of_the_layout_reach_the_page(tmp_path: Path) -> None:
+    """The map names the regions of the kernel layout that --layout picks (here a booted seed
+    kernel's, read from its saved image), exactly as maps names them, and none with none."""
+    from pagewalk.inspect.regions import detect
+
+    saved = tmp_path / "boot"
+    subprocess.run(["pagewalk", "boot", "--save", str(saved)], check=True, capture_output=True)
+    m = pagewalk.open(saved / "memory.img")
+    layout = detect(m, "auto")
+    assert layout is not None and layout.regions
+    meta, _ = parse(machine_report(m))
+    drawn = [(int(a, 16), int(b, 16), n) for a, b, n in meta["spaces"][0]["regions"]]
+    assert drawn == [(r.start, r.end, r.name) for r in layout.regions]
+    meta, _ = parse(machine_report(m, layout="none"))
+    assert meta["spaces"][0]["regions"] == []
+    out = tmp_path / "v.html"
+    bad = subprocess.run(["pagewalk", "view", str(saved / "memory.img"), "--out", str(out),
+                          "--layout", "nosuch"], capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and not out.exists()

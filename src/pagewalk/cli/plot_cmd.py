@@ -14,15 +14,17 @@ from typing import Any
 import click
 
 from pagewalk.cli.common import machine_from
-from pagewalk.cli.machine import machine_options
+from pagewalk.cli.listing import layout_option
+from pagewalk.cli.machine import image_argument, machine_options
 from pagewalk.errors import ConfigError
 
 _FORMATS = {".png": "png", ".svg": "svg"}
 
 
 @click.command("plot")
-@click.argument("image", type=click.Path(dir_okay=False))
+@image_argument()
 @machine_options
+@layout_option
 @click.option(
     "--out", "out", required=True, type=click.Path(dir_okay=False),
     help="The picture to write: FILE.png or FILE.svg.",
@@ -36,7 +38,7 @@ _FORMATS = {".png": "png", ".svg": "svg"}
     "working set and stride on a synthetic trace.",
 )
 @click.option("--force", is_flag=True, help="Let --out replace an existing file.")
-def plot(image: str, out: str, kind: str, force: bool, **kwargs: Any) -> None:
+def plot(image: str, out: str, kind: str, force: bool, layout_name: str, **kwargs: Any) -> None:
     """Draw IMAGE's page sizes, table memory or TLB hit rates as a PNG or SVG (matplotlib)."""
     from pagewalk.safeio import check_target
     from pagewalk.view import region_hook, write_report
@@ -45,10 +47,10 @@ def plot(image: str, out: str, kind: str, force: bool, **kwargs: Any) -> None:
     fmt = _FORMATS.get(Path(out).suffix.lower())
     if fmt is None:
         raise ConfigError(f"--out {out}: give a .png or .svg file name")
-    check_target(out, inputs=[image], force=force)
+    check_target(out, inputs=[image] if image else [], force=force)
     machine = machine_from(image, kwargs)
-    data = render_plot(machine, kind, fmt, region_hook(machine))
-    write_report(out, data, inputs=[image], force=force)
+    data = render_plot(machine, kind, fmt, region_hook(machine, layout_name))
+    write_report(out, data, inputs=[image] if image else [], force=force)
     click.echo(f"wrote {out} ({len(data)} bytes)", err=True)
 
 

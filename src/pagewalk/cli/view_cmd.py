@@ -14,13 +14,15 @@ from typing import Any
 import click
 
 from pagewalk.cli.common import machine_from
-from pagewalk.cli.machine import machine_options
+from pagewalk.cli.listing import layout_option
+from pagewalk.cli.machine import image_argument, machine_options
 from pagewalk.view.space import MAX_ENTRIES, MAX_RUNS
 
 
 @click.command("view")
-@click.argument("image", type=click.Path(dir_okay=False))
+@image_argument()
 @machine_options
+@layout_option
 @click.option(
     "--out", "out", required=True, type=click.Path(dir_okay=False), help="The HTML file to write."
 )
@@ -33,15 +35,25 @@ from pagewalk.view.space import MAX_ENTRIES, MAX_RUNS
     "--max-entries", type=click.IntRange(min=1), default=MAX_ENTRIES, show_default=True,
     help="Embed at most this many table entries (walks into tables left out say so).",
 )  # fmt: skip
-def view(image: str, out: str, force: bool, max_runs: int, max_entries: int, **kwargs: Any) -> None:
+def view(
+    image: str,
+    out: str,
+    force: bool,
+    max_runs: int,
+    max_entries: int,
+    layout_name: str,
+    **kwargs: Any,
+) -> None:
     """Write IMAGE's address space as an interactive HTML page: map, walks, tables, lint."""
     from pagewalk.safeio import check_target
     from pagewalk.view import machine_report, write_report
 
-    check_target(out, inputs=[image], force=force)  # before the work, as again when writing
+    check_target(
+        out, inputs=[image] if image else [], force=force
+    )  # before the work, as again when writing
     machine = machine_from(image, kwargs)
-    page = machine_report(machine, max_runs=max_runs, max_entries=max_entries)
-    write_report(out, page, inputs=[image], force=force)
+    page = machine_report(machine, max_runs=max_runs, max_entries=max_entries, layout=layout_name)
+    write_report(out, page, inputs=[image] if image else [], force=force)
     click.echo(f"wrote {out} ({len(page)} bytes)", err=True)
 
 

@@ -9,7 +9,6 @@ Intel SDM vol. 3A ch. 4, Arm ARM D8 and the RISC-V privileged spec.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pagewalk.view.page import render, write_report
@@ -21,29 +20,31 @@ if TYPE_CHECKING:
 __all__ = ["Section", "machine_report", "region_hook", "render", "section", "write_report"]
 
 
-def region_hook(machine: Machine) -> list[Region]:
-    """Named VA ranges for the map, from ``pagewalk.inspect.regions`` when it exists (else none).
+def region_hook(machine: Machine, layout: str = "auto") -> list[Region]:
+    """Named VA ranges for the map: the kernel layout ``layout`` names
+    (:func:`pagewalk.inspect.regions.detect`; ``auto`` finds it, ``none`` draws none).
 
-    The one call site of that module: adapt here when its interface settles.
+    Raises:
+        ConfigError: an unknown layout name.
     """
-    try:
-        from pagewalk.inspect import regions as found  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
+    from pagewalk.inspect.regions import detect
+
+    found = detect(machine, layout)
+    if found is None:
         return []
-    finder: Callable[..., list[Region]] | None = getattr(found, "regions", None)
-    if finder is None:
-        return []
-    return [
-        (int(a), int(b), str(n)) for a, b, n in finder(machine.mem, machine.mode, machine.roots)
-    ]
+    return [(r.start, r.end, r.name) for r in found.regions]
 
 
 def machine_report(
-    machine: Machine, *, max_runs: int = MAX_RUNS, max_entries: int = MAX_ENTRIES
+    machine: Machine,
+    *,
+    max_runs: int = MAX_RUNS,
+    max_entries: int = MAX_ENTRIES,
+    layout: str = "auto",
 ) -> bytes:
-    """The HTML report of ``machine``'s address space."""
+    """The HTML report of ``machine``'s address space, its regions named by ``layout``."""
     sec = section(
         str(machine.source), machine.mem, machine.mode, machine.roots,
-        regions=region_hook(machine), max_runs=max_runs, max_entries=max_entries,
+        regions=region_hook(machine, layout), max_runs=max_runs, max_entries=max_entries,
     )  # fmt: skip
     return render([sec], f"pagewalk view: {machine.source}")
