@@ -65,7 +65,7 @@ def main() -> None:
     print(f"write, whole process: median {statistics.median(procs):.2f} s (goal < 2 s)")
     print(f"write, in process:    median {statistics.median(inproc):.2f} s")
     if not Path(CHROMIUM).exists():
-        print("open: skipped (no chromium; scripts/install_browser.sh)")
+        print("open: skipped (no chromium; scripts/install_test_tools.sh)")
         return
     from playwright.sync_api import sync_playwright
 

@@ -4,7 +4,7 @@ The page is opened from disk (no network), must log no console error, and for se
 4K page, a huge page, a hole, a non-canonical address) the walk panel must show the PA, page
 size and fault that ``pagewalk translate --json`` prints (the installed command, a subprocess),
 and the permission so far at every level that :meth:`pagewalk.Machine.walk` records. A screenshot
-of each page is saved under ``out/`` (a CI artifact). ``scripts/install_browser.sh`` installs
+of each page is saved under ``out/`` (a CI artifact). ``scripts/install_test_tools.sh`` installs
 chromium; these tests run with ``-m browser`` (CI does) and fail without it.
 """
 
@@ -30,7 +30,7 @@ OUT = Path(__file__).resolve().parents[2] / "out"
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():  # selected with -m browser: missing chromium is a failure
-        pytest.fail("no chromium: run scripts/install_browser.sh before `pytest -m browser`")
+        pytest.fail("no chromium: run scripts/install_test_tools.sh before `pytest -m browser`")
     from playwright import sync_api
 
     with sync_api.sync_playwright() as p:
