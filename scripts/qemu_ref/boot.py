@@ -86,7 +86,7 @@ class Boot:
             self.cmd, stdin=subprocess.DEVNULL, stdout=qlog, stderr=subprocess.STDOUT
         )
         try:
-            qmp = QMP(connect_unix(self.sockdir / "qmp", self.deadline, self.proc))
+            qmp = connect_unix(self.sockdir / "qmp", self.deadline, self.proc, QMP)
             yield qmp
             with contextlib.suppress(Exception):
                 qmp.execute("quit")

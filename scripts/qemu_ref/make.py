@@ -67,8 +67,8 @@ def make_profile(
         if prof.arch in ("aarch64", "riscv64"):
             qmp.execute("stop")
             assert boot.proc is not None
-            boot.gdb = GdbStub(
-                connect_unix(boot.sockdir / "gdb", boot.deadline, boot.proc), prof.arch
+            boot.gdb = connect_unix(
+                boot.sockdir / "gdb", boot.deadline, boot.proc, lambda p: GdbStub(f"unix:{p}")
             )
             qmp.execute("cont")
         vmci_ram_text = None

@@ -36,14 +36,21 @@ def framed(payload: str) -> bytes:
 class FakeStub:
     """Serves one connection; ``answer(payload) -> Reply`` decides each reply."""
 
-    def __init__(self, answer: Callable[[str], Reply], greeting: bytes = b"") -> None:
+    def __init__(
+        self, answer: Callable[[str], Reply], greeting: bytes = b"", unix: str | None = None
+    ) -> None:
         self.answer = answer
         self.greeting = greeting
         self.received: list[str] = []
-        self.server = socket.socket()
-        self.server.bind(("127.0.0.1", 0))
+        if unix is not None:  # a Unix socket at that path (QEMU's -gdb unix:PATH,server=on)
+            self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.server.bind(unix)
+            self.address = f"unix:{unix}"
+        else:
+            self.server = socket.socket()
+            self.server.bind(("127.0.0.1", 0))
+            self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
         self.server.listen(1)
-        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 

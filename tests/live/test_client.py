@@ -12,6 +12,7 @@ from fake_stub import FakeStub, Reply, framed, qemu_like
 
 import pagewalk
 from pagewalk.errors import LiveError, PagingError
+from pagewalk.inspect.stats import stats
 from pagewalk.live.gdb import GdbClient
 
 REGS = {"cr0": 0x80010011, "cr3": 0x6000, "cr4": 0x20, "efer": 0xD00}
@@ -57,6 +58,21 @@ def test_handshake_registers_and_memory() -> None:
     assert "D" not in stub.received  # it was not running: not resumed
 
 
+def test_unix_socket_and_optional_registers(tmp_path: Path) -> None:
+    """``unix:PATH`` reaches a stub on a Unix socket; ``try_register`` is None for a register
+    the target lacks or the stub refuses, where ``register`` raises."""
+    base = qemu_like(bytes(4096), REGS)
+    stub = FakeStub(lambda p: "E01" if p == "p1" else base(p), unix=str(tmp_path / "gdb"))
+    with GdbClient(stub.address) as client:
+        assert client.where == f"gdbstub unix:{tmp_path / 'gdb'}"
+        assert client.try_register("cr3") == 0x6000
+        assert client.try_register("cr0") is None and client.try_register("nosuch") is None
+        with pytest.raises(LiveError, match=r"read of register cr0 failed"):
+            client.register("cr0")
+    with pytest.raises(LiveError, match=r"gdbstub unix:/nonexistent/gdb: cannot connect"):
+        GdbClient("unix:/nonexistent/gdb", timeout=1)
+
+
 def test_running_target_is_resumed_on_close() -> None:
     stub = FakeStub(qemu_like(bytes(4096), REGS), greeting=framed("T02thread:01;"))
     with GdbClient(stub.address) as client:
@@ -71,9 +87,11 @@ def test_machine_through_the_stub_matches_the_image(image_bytes: tuple[bytes, Pa
         got = [m.to_json() for m in live.maps()]
         walked = live.walk(0x400000).to_json()
         assert live.live is not None
-        stats = live.live.mem.stats  # every table in 16 KiB chunks 0x4000..0xffff, once each
-        assert stats.chunks == 3 and stats.bytes == 3 << 14 and stats.hits > 0
+        read = live.live.mem.stats
     dump = pagewalk.open(path, root=0x6000, efer=0xD00)
+    tables = stats(dump.mem, dump.mode, dump.roots).to_json()["table_bytes"]
+    # every table once, in 4 KiB chunks, and nothing else
+    assert read.bytes == tables == read.chunks << 12 and read.hits > 0
     assert got == [m.to_json() for m in dump.maps()]
     assert walked == dump.walk(0x400000).to_json()
 
@@ -82,7 +100,7 @@ def test_machine_through_the_stub_matches_the_image(image_bytes: tuple[bytes, Pa
     ("change", "message"),
     [
         ({"p": "E01"}, r"read of register cr0 failed \(E01\)"),
-        ({"m": "E14"}, r"at PA 0x4000 failed"),  # the 16 KiB chunk holding CR3
+        ({"m": "E14"}, r"at PA 0x6000 failed"),  # the root table, CR3
         ({"m": "zz"}, "answered"),
         ({"qSupported": "PacketSize=zz"}, "bad PacketSize"),
         ({"qqemu.PhyMemMode": ""}, "cannot read physical memory"),

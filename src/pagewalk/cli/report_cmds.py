@@ -52,6 +52,7 @@ from pagewalk.inspect.regions import detect as detect_layout
 from pagewalk.inspect.roots import find_roots
 from pagewalk.inspect.stats import stats as stats_of
 from pagewalk.machine import load_machine, open_image, parse_int
+from pagewalk.machine.machine import live_machine
 from pagewalk.memory.dump import FileMemory
 
 
@@ -86,7 +87,10 @@ def diff_cmd(
     opts = {k: v for k, v in kwargs.items() if v is not None}
     if root_b is not None:
         opts["root"] = root_b
-    b = load_machine(image_b or image_a, opts, cpu=given_cpu() if cpu_b is None else cpu_b)
+    if image_b is None and a.live is not None:  # the same live memory: no second connection
+        b = live_machine(a.live, opts)
+    else:
+        b = load_machine(image_b or image_a, opts, cpu=given_cpu() if cpu_b is None else cpu_b)
     limit = listing_limit(max_mappings)
     st_a, st_b = EnumStats(), EnumStats()
     rows_a = primed(a.maps(stats=st_a, limit=limit))

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 from pagewalk.errors import LiveError, hx
 from pagewalk.live.rsp import INTERRUPT, PacketReader, frame
-from pagewalk.live.tdesc import Description, parse
+from pagewalk.live.tdesc import Description, Register, parse
 
 #: seconds to connect, and for any one reply
 TIMEOUT = 10.0
@@ -51,11 +51,39 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, number
 
 
+def connect(address: str, timeout: float) -> tuple[socket.socket, str]:
+    """A connected socket to ``HOST:PORT`` (TCP) or ``unix:PATH`` (QEMU's ``-gdb unix:PATH,
+    server=on``), and the stub as messages name it.
+
+    Raises:
+        LiveError: a bad address, or a refused or timed-out connection.
+    """
+    if address.startswith("unix:"):
+        where = f"gdbstub {address}"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address[5:])
+        except OSError as exc:
+            sock.close()
+            raise LiveError(f"{where}: cannot connect ({exc.strerror or exc})") from None
+        return sock, where
+    host, port = parse_address(address)
+    where = f"gdbstub {host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise LiveError(f"{where}: cannot connect ({exc.strerror or exc})") from None
+    # small request/reply packets: without NODELAY each waits out a delayed ACK
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock, where
+
+
 class GdbClient:
     """A connection to a gdbstub (see the module docstring).
 
     Args:
-        address: ``HOST:PORT``.
+        address: ``HOST:PORT``, or ``unix:PATH`` for a Unix socket.
         timeout: seconds to connect and for every reply.
         physical: switch ``m`` to physical addresses (QEMU's PhyMemMode).
 
@@ -65,14 +93,7 @@ class GdbClient:
     """
 
     def __init__(self, address: str, timeout: float = TIMEOUT, physical: bool = True) -> None:
-        host, port = parse_address(address)
-        self.where = f"gdbstub {host}:{port}"
-        try:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
-        except OSError as exc:
-            raise LiveError(f"{self.where}: cannot connect ({exc.strerror or exc})") from None
-        # small request/reply packets: without NODELAY each waits out a delayed ACK
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock, self.where = connect(address, timeout)
         self.reader = PacketReader(self.sock, self.where, timeout)
         self.packets = 0
         self.bytes_read = 0
@@ -190,6 +211,21 @@ class GdbClient:
         data = self.ask(f"p{reg.number:x}", f"read of register {reg.name}")
         if b"x" in data.lower():
             raise LiveError(f"{self.where}: register {reg.name} is unavailable")
+        return self._value(reg, data)
+
+    def try_register(self, name: str) -> int | None:
+        """Register ``name``, or None when the target has none or the stub answers ``E nn``
+        or ``xx`` (unavailable); other failures (timeouts, garbage) still raise."""
+        reg = self.target().find(name)
+        if reg is None:
+            return None
+        self.send(b"p%x" % reg.number)
+        data = self.reply(f"read of register {reg.name}")
+        if _is_error(data) or b"x" in data.lower():
+            return None
+        return self._value(reg, data)
+
+    def _value(self, reg: Register, data: bytes) -> int:
         try:
             raw = bytes.fromhex(data.decode())
         except ValueError:

@@ -1,11 +1,12 @@
-"""Physical memory of a running machine, read through a cache of large aligned chunks.
+"""Physical memory of a running machine, read through a cache of aligned chunks.
 
 One idea: the :class:`~pagewalk.memory.protocols.Memory` ladder over a slow reader
 (``fetch(pa, n) -> bytes``: the gdbstub's ``m`` or QMP's ``pmemsave``), so every walker and
-inspector runs on a live machine unchanged. Reads go by aligned chunks (:data:`CHUNK`, 16 KiB),
+inspector runs on a live machine unchanged. Reads go by aligned chunks (:data:`CHUNK`, 4 KiB),
 each fetched once per command and kept in a bounded LRU cache (:data:`CACHE_LIMIT`, 256 MiB),
-so a full ``maps`` reads each table once, several at a time when they lie together. A read must
-lie inside the RAM layout learned from the machine (QEMU's ``info mtree -f``,
+so a full ``maps`` reads each table once and nothing else; a larger read fetches its missing
+chunks in one request per run, which the client pipelines (one larger than the cache bypasses
+it). A read must lie inside the RAM layout learned from the machine (QEMU's ``info mtree -f``,
 :mod:`pagewalk.live.machine_regs`), as in a dump. Tables are little-endian 4- or 8-byte
 entries, read as the hardware reads them (Intel SDM vol. 3A §4.1, Arm ARM D8.2, RISC-V
 privileged spec).
@@ -28,8 +29,8 @@ from pagewalk.errors import PhysicalMemoryError, hx
 from pagewalk.memory.protocols import Region
 
 U64Array = npt.NDArray[np.uint64]
-#: bytes per cached chunk (aligned): a 4 KiB table and its neighbours in one round of requests
-CHUNK = 1 << 14
+#: bytes per cached chunk (aligned): one 4 KiB table, so a listing reads exactly its tables
+CHUNK = 1 << 12
 #: the most bytes the cache keeps before it drops the least recently used chunks
 CACHE_LIMIT = 256 << 20
 
@@ -115,6 +116,9 @@ class LiveMemory:
                 f"({len(self.regions)} region(s) up to {hx(self.end)})"
             )
         first, last = pa // self.chunk, (pa + n - 1) // self.chunk
+        if (last - first + 1) * self.chunk > self.limit // 2:  # would evict its own chunks
+            self.stats.bytes += n
+            return self._fetch(pa, n)
         self._load(range(first, last + 1), region)
         if first == last:
             data = self._cache[first]
@@ -124,25 +128,38 @@ class LiveMemory:
         off = pa - first * self.chunk
         return out[off : off + n]
 
-    def _load(self, chunks: range | list[int], region: Region) -> None:
-        """Fetch the chunks not cached (clipped to ``region``), as one request each."""
+    def _load(self, chunks: range, region: Region) -> None:
+        """Fetch the chunks not cached (clipped to ``region``): each run of missing chunks in
+        one request, which the client pipelines (a large read costs one round of packets)."""
+        missing: list[int] = []
         for c in chunks:
             if c in self._cache:
                 self._cache.move_to_end(c)
                 self.stats.hits += 1
-                continue
-            lo = max(c * self.chunk, region.base)
-            hi = min((c + 1) * self.chunk, region.end)
-            data = self._fetch(lo, hi - lo)
-            # pad a chunk clipped by the region, so offsets stay chunk-relative
-            data = bytes(lo - c * self.chunk) + data + bytes((c + 1) * self.chunk - hi)
-            self.stats.chunks += 1
-            self.stats.bytes += hi - lo
-            self._cache[c] = data
-            self._cached += len(data)
-            while self._cached > self.limit:
-                _, old = self._cache.popitem(last=False)
-                self._cached -= len(old)
+            elif missing and missing[-1] == c - 1:
+                missing.append(c)
+            else:
+                self._fetch_run(missing, region)
+                missing = [c]
+        self._fetch_run(missing, region)
+
+    def _fetch_run(self, run: list[int], region: Region) -> None:
+        if not run:
+            return
+        size = self.chunk
+        lo = max(run[0] * size, region.base)
+        hi = min((run[-1] + 1) * size, region.end)
+        # pad the ends clipped by the region, so offsets stay chunk-relative
+        data = bytes(lo - run[0] * size) + self._fetch(lo, hi - lo)
+        data += bytes((run[-1] + 1) * size - hi)
+        self.stats.chunks += len(run)
+        self.stats.bytes += hi - lo
+        for i, c in enumerate(run):
+            self._cache[c] = data[i * size : (i + 1) * size]
+            self._cached += size
+        while self._cached > self.limit:
+            _, old = self._cache.popitem(last=False)
+            self._cached -= len(old)
 
     def read_entry(self, pa: int, entry_size: int) -> int:
         """One little-endian page-table entry of 4 or 8 bytes."""
