@@ -132,3 +132,29 @@ def test_the_cli_choices_are_the_layouts() -> None:
     from pagewalk.inspect.regions import CHOICES
 
     assert LAYOUTS == CHOICES
+
+
+@pytest.mark.parametrize(
+    ("maps", "linux"),
+    [
+        # a linear map (no exec) low in the TTBR1 half and kernel text above PAGE_END: Linux
+        ([("0xffff000000000000", "rw"), ("0xffff800008000000", "rx")], True),
+        # text only, or an executable "linear map": not Linux's marks
+        ([("0xffff800008000000", "rx")], False),
+        ([("0xffff000000000000", "rwx"), ("0xffff800008000000", "rx")], False),
+    ],
+)
+def test_arm64_linux_is_recognised_from_its_tables(
+    tmp_path: Path, maps: list[tuple[str, str]], linux: bool
+) -> None:
+    """A live arm64 machine has no VMCOREINFO: auto finds Linux from the tables alone."""
+    spec = [{"va": va, "pa": hex(0x100000 * (i + 1)), "size": "64K", "perm": perm}
+            for i, (va, perm) in enumerate(maps)]  # fmt: skip
+    built = build({"mode": "aarch64", "ram": "16M", "map": spec})
+    save(tmp_path / "a.img", built.mem, built.mode, built.space.roots)
+    layout = detect(pagewalk.open(tmp_path / "a.img"))
+    if not linux:
+        assert layout is None
+        return
+    assert layout is not None and "linear map" in layout.why[0], layout.why
+    assert layout.name_of(0xFFFF_0000_0000_0000) == "linear map"

@@ -2,7 +2,8 @@
 
 ``auto`` looks, in order, at the ELF core's VMCOREINFO note (Linux writes it, with OSRELEASE),
 at the profile a ``pagewalk boot`` image names in ``IMAGE.json``, and at the tables: Linux's
-kernel text mapping at ``-2 GiB`` (x86-64, RISC-V) or its lowmem map of PA 0 at a PMD-aligned
+kernel text mapping at ``-2 GiB`` (x86-64, RISC-V), its linear map and kernel text in
+the TTBR1 half (AArch64), or its lowmem map of PA 0 at a PMD-aligned
 ``PAGE_OFFSET`` (i386). ``linux`` picks the Linux layout of the machine's architecture (a table
 keyed by ``ArchFacts.family`` and the VA width: Intel SDM vol. 3A ch. 4, Arm ARM D8, RISC-V
 privileged spec). Every choice says in its ``why`` lines what it found.
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pagewalk.errors import ConfigError, hx
+from pagewalk.errors import ConfigError, PagingError, hx
 from pagewalk.formats.base import Perm
 from pagewalk.inspect.regions import linux_other, linux_x86
 from pagewalk.inspect.regions.linux_x86 import CPU_ENTRY_AREA
@@ -99,6 +100,8 @@ def _linux_signature(machine: Machine) -> str | None:
         if other is None:
             return None
         return f"the tables: kernel text at {hx(text.va)} (Linux's -2 GiB) and {mark}"
+    if facts.family == "arm":
+        return _arm64_signature(machine)
     if facts.family == "x86":
         low = first_kernel(machine, 0xC0000000, 0xC0400000)
         top = first_kernel(machine, 0xFF000000, 0xFFFFF000)
@@ -106,3 +109,30 @@ def _linux_signature(machine: Machine) -> str | None:
             return (f"the tables: lowmem maps PA 0 at 0xc0000000 (Linux's PAGE_OFFSET) and "
                     f"the fixmap is mapped ({hx(top.va)})")  # fmt: skip
     return None
+
+
+def _arm64_signature(machine: Machine) -> str | None:
+    """arm64's marks: a non-executable linear map in the lower half of the TTBR1 range
+    ``[PAGE_OFFSET, PAGE_END)``, and executable supervisor code above ``PAGE_END`` (the kernel
+    image in vmalloc) (``arch/arm64/include/asm/memory.h``)."""
+    bits = linux_other.kernel_va_bits(machine)
+    if bits not in (39, 48):
+        return None
+    page_offset, page_end = (1 << 64) - (1 << bits), (1 << 64) - (1 << (bits - 1))
+    linear = first_kernel(machine, page_offset, page_end)
+    if linear is None or linear.perm & Perm.EXEC:
+        return None
+    try:
+        text = next(
+            (m for m in machine.maps((page_end, 1 << 64))
+             if m.perm & Perm.EXEC and not m.perm & Perm.USER),
+            None,
+        )  # fmt: skip
+    except PagingError:
+        return None
+    if text is None:
+        return None
+    return (
+        f"the tables: a linear map at {hx(linear.va)} (Linux's PAGE_OFFSET for VA_BITS {bits}) "
+        f"and kernel text at {hx(text.va)}"
+    )
