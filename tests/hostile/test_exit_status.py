@@ -194,3 +194,21 @@ def test_commands_exit_0_on_a_good_image(images: dict[str, Path]) -> None:
     ):
         proc = run(*args)
         assert proc.returncode == 0, (args, proc.stderr)
+
+
+def test_diff_exits_1_when_the_spaces_differ(
+    images: dict[str, Path], tmp_path: pytest.TempPathFactory
+) -> None:
+    """Like diff(1): 0 for equal spaces, 1 for differences (findings), in text and JSON."""
+    image = str(images["x86_64"])
+    (changed := Path(str(tmp_path)) / "changed.toml").write_text(
+        SMALL_SPEC.format(mode="x86_64").replace("rw", "r", 1)
+    )
+    other = Path(str(tmp_path)) / "changed.img"
+    assert run("build", str(changed), "--out", str(other)).returncode == 0
+    for extra in ([], ["--json"]):
+        same = run("diff", image, image, *extra)
+        assert same.returncode == 0, same.stderr
+        differ = run("diff", image, str(other), *extra)
+        assert differ.returncode == 1, (extra, differ.stderr)
+        assert differ.stdout.strip()

@@ -137,11 +137,27 @@ def test_the_cli_choices_are_the_layouts() -> None:
 @pytest.mark.parametrize(
     ("maps", "linux"),
     [
-        # a linear map (no exec) low in the TTBR1 half and kernel text above PAGE_END: Linux
-        ([("0xffff000000000000", "rw"), ("0xffff800008000000", "rx")], True),
-        # text only, or an executable "linear map": not Linux's marks
-        ([("0xffff800008000000", "rx")], False),
-        ([("0xffff000000000000", "rwx"), ("0xffff800008000000", "rx")], False),
+        # a linear map (no exec) low in the TTBR1 half, kernel text above PAGE_END and the
+        # vmemmap (no exec) at -2**42: Linux's three marks
+        (
+            [
+                ("0xffff000000000000", "rw"),
+                ("0xffff800008000000", "rx"),
+                ("0xfffffc0000000000", "rw"),
+            ],
+            True,
+        ),
+        # one mark missing or wrong: not Linux
+        ([("0xffff000000000000", "rw"), ("0xffff800008000000", "rx")], False),
+        ([("0xffff800008000000", "rx"), ("0xfffffc0000000000", "rw")], False),
+        (
+            [
+                ("0xffff000000000000", "rwx"),
+                ("0xffff800008000000", "rx"),
+                ("0xfffffc0000000000", "rw"),
+            ],
+            False,
+        ),
     ],
 )
 def test_arm64_linux_is_recognised_from_its_tables(

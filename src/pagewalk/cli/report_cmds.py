@@ -74,11 +74,12 @@ def diff_cmd(
     hex_numbers: bool,
     max_mappings: int | None,
     **kwargs: Any,
-) -> None:
+) -> int:
     """Diff two address spaces: two roots of one dump (--root-b), or two dumps.
 
     Both enumerations stream through one sweep; each side is counted against --max-mappings
-    before anything is printed.
+    before anything is printed. Exits 1 when the spaces differ, 0 when they do not (as
+    diff(1) does).
     """
     check_hex(hex_numbers, as_json)
     a = machine_from(image_a, kwargs)
@@ -115,6 +116,7 @@ def diff_cmd(
             style="dim",
         )
     warn_partial([*st_a.partial.values(), *st_b.partial.values()])
+    return 1 if tally.count else 0
 
 
 #: the severities that make ``lint`` exit 1, by --fail-on

@@ -113,8 +113,9 @@ def _linux_signature(machine: Machine) -> str | None:
 
 def _arm64_signature(machine: Machine) -> str | None:
     """arm64's marks: a non-executable linear map in the lower half of the TTBR1 range
-    ``[PAGE_OFFSET, PAGE_END)``, and executable supervisor code above ``PAGE_END`` (the kernel
-    image in vmalloc) (``arch/arm64/include/asm/memory.h``)."""
+    ``[PAGE_OFFSET, PAGE_END)``, executable supervisor code above ``PAGE_END`` (the kernel
+    image in vmalloc) and a non-executable vmemmap at ``-2**(VA_BITS-6)``
+    (``arch/arm64/include/asm/memory.h``)."""
     bits = linux_other.kernel_va_bits(machine)
     if bits not in (39, 48):
         return None
@@ -130,9 +131,11 @@ def _arm64_signature(machine: Machine) -> str | None:
         )  # fmt: skip
     except PagingError:
         return None
-    if text is None:
+    vmemmap = (1 << 64) - (1 << (bits - 6))  # the struct pages of RAM: always mapped
+    pages = first_kernel(machine, vmemmap, vmemmap + (1 << (bits - 7)))
+    if text is None or pages is None or pages.perm & Perm.EXEC:
         return None
     return (
-        f"the tables: a linear map at {hx(linear.va)} (Linux's PAGE_OFFSET for VA_BITS {bits}) "
-        f"and kernel text at {hx(text.va)}"
+        f"the tables: a linear map at {hx(linear.va)} (Linux's PAGE_OFFSET for VA_BITS {bits}), "
+        f"kernel text at {hx(text.va)} and the vmemmap at {hx(pages.va)}"
     )
