@@ -13,6 +13,11 @@ Nothing here walks a table. The steps are generic, so stage-2 tests can reuse th
    once SCTLR_EL1.M is set);
 3. ask ``gva2gpa VA`` through QMP's ``human-monitor-command`` for as many VAs as wanted.
 
+For two stages, start with ``machine="virt,virtualization=on"`` (the CPU resets at EL2) and use
+:meth:`QemuArm.run_el2_stub`: the stub writes the EL2 and EL1 registers, then ERETs to EL1
+(Arm ARM C6.2 ERET), so ``gva2gpa`` answers for the EL1&0 regime, whose debug walk in QEMU
+(``get_phys_addr_twostage``; stage-1 table reads through ``S1_ptw_translate``) is both stages.
+
 The instruction encodings are those of the Arm ARM (DDI 0487) C6.2 (MSR (register), ISB, DSB,
 TLBI, B) with the system register encodings of D19 (op0, op1, CRn, CRm, op2). The GDB remote
 protocol is GDB's "Remote Serial Protocol" appendix; QMP is QEMU's docs/interop/qmp-spec.
@@ -49,11 +54,17 @@ SYSREGS: dict[str, tuple[int, int, int, int, int]] = {
     "HCR_EL2": (3, 4, 1, 1, 0),
     "VTTBR_EL2": (3, 4, 2, 1, 0),
     "VTCR_EL2": (3, 4, 2, 1, 2),
+    "SPSR_EL2": (3, 4, 4, 0, 0),
+    "ELR_EL2": (3, 4, 4, 0, 1),
 }
 ISB = 0xD5033FDF
 DSB_SY = 0xD5033F9F
 TLBI_VMALLE1 = 0xD508871F
+TLBI_VMALLS12E1 = 0xD50C87DF
+ERET = 0xD69F03E0
 B_SELF = 0x14000000
+#: SPSR_EL2 for an ERET to EL1h (M[3:0] = 0b0101) with D, A, I, F masked
+SPSR_EL1H = 0x3C5
 #: GDB's register numbers for AArch64 (gdb/features/aarch64-core.xml): x0..x30, sp, pc
 _GDB_PC = 32
 
@@ -65,6 +76,21 @@ class QemuError(RuntimeError):
 def available() -> bool:
     """Whether ``qemu-system-aarch64`` is on PATH."""
     return shutil.which(QEMU) is not None
+
+
+def version() -> tuple[int, ...]:
+    """QEMU's version as numbers (``qemu-system-aarch64 --version``), e.g. (7, 2, 22)."""
+    try:
+        out = subprocess.run(
+            [QEMU, "--version"], capture_output=True, text=True, timeout=20, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise QemuError(f"{QEMU} --version: {exc}") from exc
+    words = out.split()
+    if "version" not in words or words.index("version") + 1 >= len(words):
+        raise QemuError(f"{QEMU} --version printed {out[:80]!r}")
+    number = words[words.index("version") + 1].split("(")[0]
+    return tuple(int(x) for x in number.split(".") if x.isdigit())
 
 
 def msr(name: str, rt: int) -> int:
@@ -81,6 +107,19 @@ def stub(names: Sequence[str]) -> bytes:
     for i, name in enumerate(names):
         words += [msr(name, i), ISB]
     words.append(B_SELF)
+    return struct.pack(f"<{len(words)}I", *words)
+
+
+def el2_stub(names: Sequence[str]) -> bytes:
+    """For a CPU at EL2: ``tlbi vmalls12e1; dsb sy``, ``msr name_i, X<i>; isb`` for each name,
+    ``eret`` (to ELR_EL2 in the mode SPSR_EL2 names, which the caller includes), then ``b .``
+    (the word ``len - 4``, where an EL1 whose both stages map this page identically lands)."""
+    if len(names) > 30:
+        raise ValueError("a stub writes at most 30 registers (X0..X29)")
+    words = [TLBI_VMALLS12E1, DSB_SY]
+    for i, name in enumerate(names):
+        words += [msr(name, i), ISB]
+    words += [ERET, B_SELF]
     return struct.pack(f"<{len(words)}I", *words)
 
 
@@ -256,6 +295,18 @@ class QemuArm:
             pc = self.gdb.get_reg(_GDB_PC)
             raise QemuError(f"the register stub at {at:#x} did not reach {end:#x} (PC={pc:#x})")
 
+    def run_el2_stub(self, at: int, regs: Mapping[str, int], el1_pc: int) -> None:
+        """From EL2 (``-M virt,virtualization=on``), write ``regs`` with :func:`el2_stub` placed
+        at PA ``at`` (EL2's MMU is off), ERET, and stop at ``el1_pc`` (ELR_EL2, an EL1 VA that
+        both stages must map to a ``b .``). Raises QemuError if EL1 does not get there."""
+        names = list(regs)
+        for i, name in enumerate(names):
+            self.gdb.set_reg(i, regs[name])
+        self.gdb.set_reg(_GDB_PC, at)
+        if not self.gdb.run_to(el1_pc, self.timeout):
+            pc = self.gdb.get_reg(_GDB_PC)
+            raise QemuError(f"the EL2 stub at {at:#x} did not reach EL1 {el1_pc:#x} (PC={pc:#x})")
+
     def gva2gpa(self, va: int) -> int | None:
         """QEMU's translation of ``va`` by the current regime, or None (``Unmapped``)."""
         text = str(self.qmp.execute("human-monitor-command", {"command-line": f"gva2gpa {va:#x}"}))
@@ -288,4 +339,7 @@ class QemuArm:
         self.close()
 
 
-__all__ = ["LOAD_BASE", "RAM_BASE", "SYSREGS", "QemuArm", "QemuError", "available", "msr", "stub"]
+__all__ = [
+    "LOAD_BASE", "RAM_BASE", "SPSR_EL1H", "SYSREGS", "QemuArm", "QemuError", "available",
+    "el2_stub", "msr", "stub", "version",
+]  # fmt: skip
