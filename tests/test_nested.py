@@ -143,11 +143,6 @@ def test_faults_match_composition(data: st.DataObject, pair: tuple[str, str]) ->
                 assert outcome(scene, va + 8, access, user) == want, (hex(va), access, user)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="enumerate/space/batch take bit 0 as the valid bit; EPT entries are present when "
-    "any of bits 2:0 is set (needs a per-mode valid mask: EptMode.present_bits)",
-)
 def test_ept_execute_only_enumerated() -> None:
     scene = build("x86_64", "ept", MAPS)
     scene.s2.protect_range(0x8000, 4096, Perm.EXEC | Perm.USER).ignore()

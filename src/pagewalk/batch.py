@@ -221,7 +221,7 @@ def _classify(
     is decoded once with the scalar codec.
     """
     code = np.zeros(raws.size, dtype=np.int8)
-    valid = (raws & np.uint64(1)) != 0
+    valid = (raws & np.uint64(mode.present_mask)) != 0
     code[~valid] = FAULT_CODES[mode.not_present_kind]
     leaf = np.zeros(raws.size, dtype=np.bool_)
     vidx = np.flatnonzero(valid)

@@ -186,7 +186,7 @@ def _shared_tables(w: Walker, root: int) -> set[tuple[int, int]]:
             continue
         level = w.half.levels[depth]
         raws, _ = read_entries(w.mem, table, level.entries, w.mode.entry_size)
-        valid = raws[(raws & np.uint64(1)) != 0]
+        valid = raws[(raws & np.uint64(w.mode.present_mask)) != 0]
         children = w.mode.np_address(valid[~w.mode.np_is_leaf(valid, level)], level, False)
         stack.extend((int(c), depth + 1) for c in children.tolist())
     return {k for k, n in seen.items() if n > 1}

@@ -193,7 +193,7 @@ def _scan(
 ) -> Iterator[RunColumns]:
     """Walk one table's valid entries: runs of leaves at once, child tables one by one."""
     level = w.half.levels[depth]
-    valid_idx = np.flatnonzero(raws & np.uint64(1))
+    valid_idx = np.flatnonzero(raws & np.uint64(w.mode.present_mask))
     w.stats.entries += int(valid_idx.size)
     if not valid_idx.size:
         return
@@ -280,7 +280,7 @@ def _gathered(
         group = children[g : g + per]
         raws = w.mem.gather((group[:, None] + offsets).ravel(), esize)
         w.stats.tables += int(group.size)
-        valid = np.flatnonzero(raws & np.uint64(1))
+        valid = np.flatnonzero(raws & np.uint64(w.mode.present_mask))
         w.stats.entries += int(valid.size)
         if not valid.size:
             continue

@@ -136,10 +136,11 @@ class GuestPhysical:
 
     def read_entry(self, pa: int, entry_size: int) -> int:
         got = self._page(pa)
-        self.log.append(got)
-        if got.pa is None:
+        host = None if got.pa is None else got.pa | (pa & 0xFFF)
+        self.log.append(replace(got, ipa=pa, pa=host))  # the entry's own IPA and PA
+        if host is None:
             raise Stage2Abort(replace(got, ipa=pa))
-        return self.host.read_entry(got.pa | (pa & 0xFFF), entry_size)
+        return self.host.read_entry(host, entry_size)
 
     # ----------------------------------------------- the TableReader side (enumeration)
     def is_ram(self, pa: int, n: int = 1) -> bool:
@@ -207,7 +208,8 @@ class NestedWalk:
     Attributes:
         gva, access, user: what was walked.
         s1_steps: the stage-1 walk (entry addresses are guest-physical).
-        s1_tables: the stage-2 translation of each stage-1 entry read, in order.
+        s1_tables: the stage-2 translation of each stage-1 entry read, in order; one more
+            than ``s1_steps`` when a stage-2 fault stopped a table read (the last).
         gpa: the guest-physical address, or None when stage 1 did not finish.
         s2: the stage-2 translation of the final GPA, or None.
         pa: the host PA, or None on a fault.
@@ -254,13 +256,12 @@ def nested_walk(
                        entry_size=s1_mode.entry_size)  # fmt: skip
     steps: list[Step] = []
 
-    def done(fault: NestedFault | None, **kw: Any) -> NestedWalk:
+    def done(fault: NestedFault | None, reads: int | None = None, **kw: Any) -> NestedWalk:
         base: dict[str, Any] = {"gpa": None, "s2": None, "pa": None, "page_size": None,
                                 "s1_rights": None, "s2_rights": None, "rights": None}  # fmt: skip
         base.update(kw)
-        return NestedWalk(
-            gva, access, user, tuple(steps), tuple(gmem.log[: len(steps)]), fault=fault, **base
-        )
+        tables = tuple(gmem.log[: len(steps) if reads is None else reads])
+        return NestedWalk(gva, access, user, tuple(steps), tables, fault=fault, **base)
 
     begun = start(s1_mode, s1_roots, gva)
     try:
@@ -273,7 +274,8 @@ def nested_walk(
         f = _facts(facts, 2, r, on_table=True)
         why = f"stage-2 fault on the stage-1 level-{s1_level} table read at IPA {hx(r.ipa)}: "
         report = regime.report(f)
-        return done(NestedFault(2, f.kind, r.level, why + r.reason, True, s1_level, r.ipa, report))
+        fault = NestedFault(2, f.kind, r.level, why + r.reason, True, s1_level, r.ipa, report)
+        return done(fault, reads=len(steps) + 1)  # with the read that failed
     checked = check_access(gmem, s1_mode, s1_roots, gva, access, user)
     s1_rights = None
     if not isinstance(got, Fault):

@@ -45,17 +45,18 @@ def console() -> Console:
     return Console(highlight=False, soft_wrap=False, width=width)
 
 
-def machine_from(image: str, kwargs: dict[str, Any]) -> Machine:
+def machine_from(image: str, kwargs: dict[str, Any], *, guest_physical: bool = False) -> Machine:
     """Pop the register options from ``kwargs`` and open the machine (``--cpu``, when given,
     must name a CPU of an ELF core); with ``--gdb``/``--qmp``, the running QEMU, let go
-    (resumed if it was running) when the command ends, however it ends."""
+    (resumed if it was running) when the command ends, however it ends. ``guest_physical``:
+    the roots are a guest's, behind a stage 2, so they need not lie in the image."""
     opts = {k: kwargs.pop(k) for k in OPTIONS}
     live = given_live()
     if live["gdb"] is None and live["qmp"] is None:
-        return load_machine(image, opts, cpu=given_cpu())
+        return load_machine(image, opts, cpu=given_cpu(), guest_physical=guest_physical)
     if given_cpu() is not None:
         raise click.UsageError("--cpu applies only to ELF cores, not to --gdb/--qmp")
-    machine = load_live(opts, gdb=live["gdb"], qmp=live["qmp"])
+    machine = load_live(opts, gdb=live["gdb"], qmp=live["qmp"], guest_physical=guest_physical)
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         ctx.call_on_close(machine.close)
@@ -65,7 +66,8 @@ def machine_from(image: str, kwargs: dict[str, Any]) -> Machine:
 #: JSON keys whose numbers are addresses, sizes or raw entries (``"0x..."`` under ``--hex``)
 HEX_KEYS = frozenset(
     {"va", "pa", "size", "page_size", "page_va", "entry_pa", "raw", "pa_a", "pa_b", "missing",
-     "added", "removed", "changed", "bytes", "table_bytes", "leaf_size", "promote_to", "end"}
+     "added", "removed", "changed", "bytes", "table_bytes", "leaf_size", "promote_to", "end",
+     "gpa"}
 )  # fmt: skip
 
 

@@ -18,8 +18,9 @@ import click
 import numpy as np
 
 from pagewalk.batch import BatchResult, Translator
-from pagewalk.cli.common import check_hex, console, emit_json, hex_option, machine_from
+from pagewalk.cli.common import check_hex, console, emit_json, hex_option
 from pagewalk.cli.machine import image_argument, machine_options
+from pagewalk.cli.nested_opts import NESTED_OPTIONS, nested_options, open_nested
 from pagewalk.cli.render import print_walk
 from pagewalk.errors import DumpError, PageFault
 from pagewalk.image import build, load_spec, save
@@ -58,6 +59,7 @@ STREAM_CHUNK = 1 << 16
 @click.option("--user", is_flag=True, help="Check the access at user level (CPL3, EL0, U).")
 @click.option("--force", is_flag=True, help="Let --to-file replace an existing file.")
 @hex_option
+@nested_options
 @click.argument("vas", nargs=-1)
 def translate(
     image: str,
@@ -74,7 +76,8 @@ def translate(
     """Translate each VA through IMAGE's tables and show every step of the walk.
 
     With --from-file/--to-file it translates a file of addresses in chunks instead, so any
-    number of addresses fits in bounded memory.
+    number of addresses fits in bounded memory. With a stage-2 option (--ept, --vttbr/--vtcr,
+    --hgatp, --ncr3) each VA is a guest's, walked through both stages.
     """
     if (from_file is None) != (to_file is None):
         raise click.UsageError("--from-file and --to-file go together")
@@ -91,7 +94,18 @@ def translate(
         check_stream(1, "standard output", _inputs(image, from_file))
     elif from_file is not None and to_file is not None:
         check_target(to_file, inputs=_inputs(image, from_file), force=force)  # before any work
-    machine = machine_from(image, kwargs)
+    if from_file is not None and any(kwargs.get(k) is not None for k in NESTED_OPTIONS):
+        raise click.UsageError(
+            "a stage 2 cannot be used with --from-file/--to-file: the batch walker walks one "
+            "stage; give the VAs as arguments"
+        )
+    machine, nested = open_nested(image, kwargs)
+    if nested is not None:
+        from pagewalk.cli.nested_render import nested_walks
+
+        vas_ = [parse_int(v, "VA") for v in vas]
+        nested_walks(nested, vas_, as_json, hex_numbers, access=access or "read", user=user)
+        return
     if from_file is not None and to_file is not None:
         n, faults = stream_translate(machine, from_file, to_file, force=force)
         where = "stdout" if to_file == "-" else to_file

@@ -40,6 +40,7 @@ from pagewalk.cli.common import (
 )
 from pagewalk.cli.listing import layout_option, show_table, write_listing
 from pagewalk.cli.machine import INT, image_argument, machine_options
+from pagewalk.cli.nested_opts import nested_flag, nested_options, open_nested
 from pagewalk.columns import RunColumns
 from pagewalk.enumerate import count_runs
 from pagewalk.enumerate_filter import Filter
@@ -74,13 +75,23 @@ def _filter(perm: str | None, phys: tuple[int, int] | None, sizes: str | None) -
 @click.command(name="walk")
 @image_argument()
 @machine_options
+@nested_options
 @click.option("--json", "as_json", is_flag=True, help="Every step as JSON.")
 @hex_option
 @click.argument("va")
 def walk_cmd(image: str, va: str, as_json: bool, hex_numbers: bool, **kwargs: Any) -> None:
-    """Show every level of the walk of VA: entry PA, raw value, fields, permission so far."""
+    """Show every level of the walk of VA: entry PA, raw value, fields, permission so far.
+
+    With a stage-2 option (--ept, --vttbr/--vtcr, --hgatp, --ncr3) VA is a guest's: both
+    stages' steps are shown, each stage-1 table read with its stage-2 walk.
+    """
     check_hex(hex_numbers, as_json)
-    machine = machine_from(image, kwargs)
+    machine, nested = open_nested(image, kwargs)
+    if nested is not None:
+        from pagewalk.cli.nested_render import nested_walks
+
+        nested_walks(nested, [parse_int(va, "VA")], as_json, hex_numbers, single=True)
+        return
     result = machine.walk(parse_int(va, "VA"))
     if as_json:
         steps = [
@@ -128,6 +139,8 @@ def walk_cmd(image: str, va: str, as_json: bool, hex_numbers: bool, **kwargs: An
 )
 @max_mappings_option
 @layout_option
+@nested_options
+@nested_flag
 def maps(
     image: str,
     va_range: tuple[int, int] | None,
@@ -140,16 +153,24 @@ def maps(
     hex_numbers: bool,
     max_mappings: int | None,
     layout_name: str,
+    nested_flag: bool,
     **kwargs: Any,
 ) -> None:
     """List every mapping of IMAGE, merged into ranges with effective permissions.
 
     Filters prune during the walk: subtrees that cannot match are never read. The listing
     streams; one of more than --max-mappings ranges is refused before anything is printed.
+    With a stage-2 option (--nested is then implied) it lists guest VA -> GPA -> host PA.
     """
     fmt = "json" if as_json else fmt
     check_hex(hex_numbers, fmt in ("json", "csv"), "--json and --format csv")
-    machine = machine_from(image, kwargs)
+    given = {"--has": has, "--perm": perm, "--phys": phys, "--level-sizes": sizes}
+    machine, nested = open_nested(image, kwargs, require=nested_flag)
+    if nested is not None:
+        from pagewalk.cli.nested_render import list_nested
+
+        list_nested(nested, fmt, hex_numbers, va_range, given, listing_limit(max_mappings))
+        return
     noted = _root_note(machine)
     filt = _filter(perm, phys, sizes)
     va_range = check_window(va_range, "--range", "VA")

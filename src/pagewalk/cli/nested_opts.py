@@ -9,25 +9,27 @@ spec, hypervisor chapter) or AMD's nCR3 (APM vol. 2 §15.25.3, long-mode tables)
 family must be the stage 2's (checked from :attr:`ArchFacts.family` in a table here).
 :func:`nested_machine` returns a :class:`~pagewalk.nested_machine.NestedMachine` with
 ``.walk(va)``, ``.translate(va)`` and ``.maps()`` (guest VA -> host PA, ``maps --nested``).
+:func:`open_nested` is how ``walk``, ``translate`` and ``maps`` open their image: with a
+stage-2 option, the guest's roots are guest-physical and are not looked for in the image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from pagewalk.cli.common import machine_from
 from pagewalk.cli.machine import INT
 from pagewalk.errors import ConfigError, PhysicalMemoryError, hx
 from pagewalk.formats import PagingMode, make_mode
-from pagewalk.formats.ept import ept_from_eptp
-from pagewalk.formats.riscv_gstage import gstage_from_hgatp
-from pagewalk.formats.stage2_arm import arm_s2_from_regs
 from pagewalk.machine import Machine
-from pagewalk.memory.protocols import TableReader
-from pagewalk.nested import Stage2
-from pagewalk.nested_machine import NestedMachine
+
+if TYPE_CHECKING:  # the two-stage walk (and AddressSpace under it) only when a stage 2 is given
+    from pagewalk.memory.protocols import TableReader
+    from pagewalk.nested import Stage2
+    from pagewalk.nested_machine import NestedMachine
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,6 +60,17 @@ def nested_options(func: F) -> F:
     return func
 
 
+def nested_flag(func: F) -> F:
+    """``--nested``: list guest VA -> host PA. A stage-2 option implies it; given alone it is
+    refused (exit 2), since the guest's roots mean nothing without a stage 2."""
+    return click.option(
+        "--nested",
+        "nested_flag",
+        is_flag=True,
+        help="Guest VA -> GPA -> host PA (implied by --ept/--vttbr/--hgatp/--ncr3).",
+    )(func)
+
+
 def stage2_from_options(
     *,
     ept: int | None = None,
@@ -81,6 +94,11 @@ def stage2_from_options(
         raise ConfigError("--vtcr goes with --vttbr (VTCR_EL2 configures VTTBR_EL2's tables)")
     if not given:
         return None
+    from pagewalk.formats.ept import ept_from_eptp
+    from pagewalk.formats.riscv_gstage import gstage_from_hgatp
+    from pagewalk.formats.stage2_arm import arm_s2_from_regs
+    from pagewalk.nested import Stage2
+
     maxphyaddr = 52 if maxphyaddr is None else maxphyaddr
     mode: PagingMode
     if ept is not None:
@@ -129,6 +147,8 @@ def nested_from(
             f"--{option}: the stage-2 root table at PA {hx(root)} (+{hx(size)}) is outside the "
             "image"
         )
+    from pagewalk.nested_machine import NestedMachine
+
     return NestedMachine(mem, mode, roots, s2)
 
 
@@ -136,3 +156,31 @@ def nested_machine(machine: Machine, **opts: int | None) -> NestedMachine | None
     """:func:`nested_from` for an opened :class:`~pagewalk.machine.Machine` (its mode and roots
     are the guest's stage 1; its memory is the host's)."""
     return nested_from(machine.mem, machine.mode, machine.roots, **opts)
+
+
+def open_nested(
+    image: str, kwargs: dict[str, Any], *, require: bool = False
+) -> tuple[Machine, NestedMachine | None]:
+    """Pop the stage-2 and register options from a command's ``kwargs`` and open the machine:
+    as :func:`pagewalk.cli.common.machine_from` without a stage-2 option; with one, the
+    guest's roots are guest-physical (``guest_physical=True``) and the nested machine is
+    returned too. A live machine (``--gdb``/``--qmp``) is closed when the command ends.
+
+    Raises:
+        click.UsageError: ``require`` (``--nested``) without a stage-2 option.
+        ConfigError: as :func:`nested_from`, checked before the image is read where it can be.
+        PhysicalMemoryError: the stage-2 root lies outside the image.
+    """
+    stage2 = {k: kwargs.pop(k, None) for k in NESTED_OPTIONS}
+    if all(v is None for v in stage2.values()):
+        if require:
+            raise click.UsageError(
+                "--nested needs a stage 2: --ept EPTP, --vttbr VAL --vtcr VAL, --hgatp VAL or "
+                "--ncr3 VAL"
+            )
+        return machine_from(image, kwargs), None
+    stage2_from_options(**stage2)  # refuse bad combinations before opening anything
+    maxphyaddr = kwargs.get("maxphyaddr")
+    machine = machine_from(image, kwargs, guest_physical=True)
+    phys = None if maxphyaddr is None else int(maxphyaddr)
+    return machine, nested_machine(machine, **stage2, maxphyaddr=phys)

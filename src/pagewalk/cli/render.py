@@ -60,7 +60,7 @@ def walk_table(result: Walk, mode: PagingMode) -> Table:
     for col in ("level", "index", "entry PA", "raw", "fields", "perm so far"):
         table.add_column(col, no_wrap=col != "fields")
     for step in result.steps:
-        shown = mode.fields(step.raw, step.level) if step.raw & 1 else []
+        shown = mode.fields(step.raw, step.level) if step.raw & mode.present_mask else []
         fields = " ".join(s for f in shown if (s := str(f))) or "(invalid)"
         perm = step.perm.letters() if step.entry.fault is None else "-"
         table.add_row(

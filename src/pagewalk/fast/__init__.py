@@ -70,6 +70,7 @@ class CompiledWalker:
         w.nc_code = FAULT_CODES[mode.non_canonical_kind]
         w.nc_level = -1 if mode.non_canonical_level is None else mode.non_canonical_level
         w.np_code, w.bad_code = FAULT_CODES[mode.not_present_kind], FAULT_CODES["bad-table"]
+        w.present_mask = mode.present_mask
         self._where: list[Level] = [mode.halves[0].levels[0]] * 16
         for h, half in enumerate(mode.halves):
             c = w.halves[h]
@@ -206,7 +207,7 @@ class CompiledWalker:
 
 def compiled_walker(mem: object, mode: PagingMode, roots: Sequence[int]) -> CompiledWalker | None:
     """A compiled walker for this memory, mode and roots, or None when there is no fast path."""
-    if _LIB is None or not isinstance(mem, Segmented):
+    if _LIB is None or not isinstance(mem, Segmented) or not 0 < mode.present_mask < 1 << 32:
         return None
     plan = plan_for(mode)
     if plan is None:

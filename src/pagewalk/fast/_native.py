@@ -82,7 +82,7 @@ class PwWalker(ctypes.Structure):
         ("nc_level", c_i32),
         ("np_code", c_i32),
         ("bad_code", c_i32),
-        ("pad", c_i32),
+        ("present_mask", ctypes.c_uint32),
         ("halves", PwHalf * 2),
     ]
 

@@ -107,7 +107,7 @@ def level_rules(mode: PagingMode, level: Level) -> LevelRules | None:
     )
     # The compiled loop's memo of the last clean shape needs the valid bit and the leaf rule's
     # bits inside both shape masks, so that equal shapes get equal rule verdicts.
-    needed = bits | 1
+    needed = bits | mode.present_mask
     if any(mask & needed != needed for mask in shape):
         return None
     return LevelRules(rule, bits, shape, (table, leaf))

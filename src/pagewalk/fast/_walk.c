@@ -64,9 +64,9 @@ typedef struct {
     int32_t esize;            /* 4 or 8 */
     int32_t nhalves;
     int32_t nc_code, nc_level;  /* a VA no half serves */
-    int32_t np_code;            /* an entry with bit 0 clear */
+    int32_t np_code;            /* an entry with none of present_mask's bits set */
     int32_t bad_code;           /* an entry outside RAM */
-    int32_t pad;
+    uint32_t present_mask;      /* bit 0, or EPT's R|W|X(|UX) */
     pw_half halves[2];
 } pw_walker;
 
@@ -138,7 +138,7 @@ static inline __attribute__((always_inline)) int step(const int simple,
         memcpy(&r32, w->buf + off, 4);
         raw = r32;
     }
-    if (!(raw & 1)) {
+    if (!(raw & w->present_mask)) {
         fault[i] = (int8_t)w->np_code;
         flevel[i] = (int8_t)lv->number;
         return 1;

@@ -71,6 +71,11 @@ class PagingMode(ABC):
     non_canonical_level: int | None = None
     #: per root register: the top byte is ignored (Arm TCR_EL1.TBIn); empty where no such option
     tbi: tuple[bool, ...] = ()
+    #: an entry is valid (present) when any of these bits is set: bit 0 (x86 P, Arm valid,
+    #: RISC-V V) but for EPT, R|W|X (and UX under MBEC; SDM vol. 3C §29.3.2). Range operations,
+    #: enumeration and the batch walkers skip entries with none of them set; ``decode`` is the
+    #: rule, and agrees (below 2^32, so the compiled walker can hold it)
+    present_mask: int = 1
 
     @property
     @abstractmethod

@@ -125,13 +125,14 @@ class EptMode(PagingMode):
         self._addr = bits(maxphyaddr - 1, 12)
         #: the bits that make an entry present: R, W, X, and UX under mode-based execute control
         self.present_bits = R | W | X | (UX if mbec else 0)
+        self.present_mask = self.present_bits
 
     @property
     def halves(self) -> tuple[Half, ...]:
         return self._halves
 
     def arch_facts(self) -> ArchFacts:
-        return ArchFacts("x86", table_accessed=self.ad)
+        return ArchFacts("x86", table_accessed=self.ad, stage=2)
 
     # ----------------------------------------------------------------------- decode
     def _is_leaf(self, raw: int, level: Level) -> bool:

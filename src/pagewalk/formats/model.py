@@ -284,6 +284,9 @@ class ArchFacts:
         protection_keys: leaves carry a protection key in bits 62:59 (x86 long mode, §4.6.2).
         table_accessed: the walker sets A in the paging-structure entries it uses (x86, §4.8).
         va_bits: the width of a VA as printed (32 or 64).
+        stage: 1 for a regime's own tables, 2 for a stage 2 (EPT, Arm stage 2, RISC-V G-stage),
+            whose "VAs" are guest-physical and whose every access counts as a user access, so
+            that user/kernel findings do not apply (AMD NPT is plain long mode: 1).
     """
 
     family: str
@@ -294,3 +297,4 @@ class ArchFacts:
     protection_keys: bool = False
     table_accessed: bool = False
     va_bits: int = 64
+    stage: int = 1

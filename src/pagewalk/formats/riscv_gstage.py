@@ -48,7 +48,7 @@ class RiscVGStageMode(RiscVMode):
         self._halves = (Half(0, "hgatp", self._levels, 0, 1 << gpa_bits, 16384),)
 
     def arch_facts(self) -> ArchFacts:
-        return ArchFacts("riscv")
+        return ArchFacts("riscv", stage=2)
 
     def canonical(self, va: int) -> int:
         return va

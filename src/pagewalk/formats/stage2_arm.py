@@ -148,7 +148,7 @@ class ArmStage2Mode(PagingMode):
         return self._halves
 
     def arch_facts(self) -> ArchFacts:
-        return ArchFacts("arm", needs_bbm=True)
+        return ArchFacts("arm", needs_bbm=True, stage=2)
 
     def root_fault(self, root_pa: int, half: Half) -> tuple[str, str] | None:
         if root_pa >> self.pa_bits:

@@ -124,7 +124,7 @@ def _partial_finding(mode: PagingMode, visit: Visit, part: PartialTable) -> Find
 def _table_findings(mem: TableReader, mode: PagingMode, visit: Visit) -> Iterator[Finding]:
     """Reserved bits (one decode per distinct attribute pattern), misaligned and stray leaves."""
     level, raws = visit.level, visit.raws
-    idx = np.flatnonzero(raws & np.uint64(1))
+    idx = np.flatnonzero(raws & np.uint64(mode.present_mask))
     if not idx.size:
         return
     valid = raws[idx]
@@ -217,6 +217,8 @@ def _perms(
     rows: Sequence[Mapping], mode: PagingMode, layout: Layout | None = None
 ) -> Iterator[Finding]:
     kernel_half = mode.halves[-1].va_start if len(mode.halves) > 1 else None
+    if mode.facts.stage == 2:  # guest-physical RAM: RWX and "user" (every access) are the norm
+        return
     for m in rows:
         region = layout.name_of(m.va) if layout is not None else None
         where = f" in {region}" if region else ""

@@ -95,9 +95,11 @@ def _count(out: Stats, mode: PagingMode, visit: Visit) -> None:
     level = visit.level
     s = out.levels.setdefault(level.name, LevelStats(level.name))
     s.tables += 1
-    s.bytes += max(level.entries * mode.entry_size, visit.half.table_align)
+    size = level.entries * mode.entry_size
+    # the alignment (a PAE PDPT's 32 bytes in a page; concatenated stage-2 roots) is the root's
+    s.bytes += max(size, visit.half.table_align) if visit.depth == 0 else size
     raws = visit.raws
-    valid = raws[(raws & np.uint64(1)) != 0]
+    valid = raws[(raws & np.uint64(mode.present_mask)) != 0]
     s.valid_entries += int(valid.size)
     if not valid.size or not level.leaf_size:
         return

@@ -148,7 +148,7 @@ class Tables:
 
     def _children(self, visit: Visit) -> Iterator[tuple[int, int, int]]:
         raws = visit.raws
-        idx = np.flatnonzero(raws & np.uint64(1))
+        idx = np.flatnonzero(raws & np.uint64(self.mode.present_mask))
         valid = raws[idx]
         tables = ~self.mode.np_is_leaf(valid, visit.level)
         addrs = self.mode.np_address(valid[tables], visit.level, False)

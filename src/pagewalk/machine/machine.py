@@ -253,13 +253,17 @@ class Machine:
         return ((m.va + (at - m.pa), m) for m in found)
 
 
-def load_machine(image: str, opts: dict[str, Any], cpu: int | None = None) -> Machine:
+def load_machine(
+    image: str, opts: dict[str, Any], cpu: int | None = None, *, guest_physical: bool = False
+) -> Machine:
     """Open ``image`` and build its mode and roots from options, its sidecar JSON or its notes.
 
     Args:
         opts: register options by name (:data:`OPTIONS`: ``mode``, ``root``, ``ttbr0``...,
             and the other registers an image may save, such as ``pat``); None means not given.
         cpu: the core's CPU to read; when given, ``image`` must be an ELF core that has it.
+        guest_physical: the roots are guest-physical (a guest's stage 1, read through a
+            stage 2: ``docs/nested.md``), so they are not required to lie in the image.
 
     Raises:
         ConfigError: missing mode/root, options that do not fit the mode, or values wider
@@ -268,16 +272,23 @@ def load_machine(image: str, opts: dict[str, Any], cpu: int | None = None) -> Ma
         PhysicalMemoryError: the image cannot be opened, or a root lies outside it.
     """
     opened = open_image(image, cpu)
-    mode, roots, why = configure(opened, image, opts)
+    mode, roots, why = configure(opened, image, opts, guest_physical=guest_physical)
     return Machine(opened.mem, mode, roots, image, why, opened.core, opened.saved)
 
 
-def load_live(opts: dict[str, Any], *, gdb: str | None = None, qmp: str | None = None) -> Machine:
+def load_live(
+    opts: dict[str, Any],
+    *,
+    gdb: str | None = None,
+    qmp: str | None = None,
+    guest_physical: bool = False,
+) -> Machine:
     """Open a running QEMU (its gdbstub at ``gdb`` = ``HOST:PORT``, or its QMP socket
     ``qmp``) and build the mode and roots from its registers, ``opts`` overriding them.
 
     Raises:
         ConfigError: both or neither of ``gdb`` and ``qmp``, or options that do not fit.
+        (``guest_physical`` as for :func:`load_machine`.)
         LiveError: the machine cannot be reached or read (naming host:port or the socket).
     """
     from pagewalk.live.session import open_gdb, open_qmp
@@ -286,19 +297,19 @@ def load_live(opts: dict[str, Any], *, gdb: str | None = None, qmp: str | None =
         raise ConfigError("give one live machine: gdb=HOST:PORT or qmp=SOCKET")
     need = opts.get("mode") is None
     if gdb is not None:
-        return live_machine(open_gdb(gdb, need_registers=need), opts)
+        return live_machine(open_gdb(gdb, need_registers=need), opts, guest_physical)
     assert qmp is not None
-    return live_machine(open_qmp(qmp, need_registers=need), opts)
+    return live_machine(open_qmp(qmp, need_registers=need), opts, guest_physical)
 
 
-def live_machine(live: LiveSource, opts: dict[str, Any]) -> Machine:
+def live_machine(live: LiveSource, opts: dict[str, Any], guest_physical: bool = False) -> Machine:
     """The machine of an opened live source, ``opts`` over its registers (closes the source
     when that fails)."""
     from pagewalk.machine.files import Opened
 
     try:
         opened = Opened(live.mem, live.saved, live.why, None)
-        mode, roots, why = configure(opened, live.name, opts)
+        mode, roots, why = configure(opened, live.name, opts, guest_physical=guest_physical)
         return Machine(live.mem, mode, roots, live.name, why, None, live.saved, live)
     except BaseException:
         live.close()
@@ -323,6 +334,7 @@ def open(
     efer: int | str | None = None,
     maxphyaddr: int | str | None = None,
     strict: bool | None = None,
+    guest_physical: bool = False,
 ) -> Machine:
     """Open a dump or a saved image as a :class:`Machine`, as the ``pagewalk`` command does.
 
@@ -345,6 +357,9 @@ def open(
         tcr: TCR_EL1; mair: MAIR_EL1 (AArch64 only).
         cr0: CR0; cr4: CR4; efer: IA32_EFER; maxphyaddr: MAXPHYADDR (x86 only).
         strict: PAE PDPTE bits 2:1 and 8:5 are reserved (x86 only).
+        guest_physical: the roots are a guest's guest-physical addresses, to be walked
+            through a stage 2 (:func:`pagewalk.cli.nested_opts.nested_machine`,
+            ``docs/nested.md``); they are then not required to lie in the image.
 
     Raises:
         PagingError: every failure, as a subclass: ConfigError (an option that does not fit,
@@ -362,7 +377,7 @@ def open(
     if gdb is not None or qmp is not None:
         if path is not None or cpu is not None:
             raise ConfigError("give a dump path or gdb=/qmp=, not both (cpu applies to cores)")
-        return load_live(opts, gdb=gdb, qmp=qmp)
+        return load_live(opts, gdb=gdb, qmp=qmp, guest_physical=guest_physical)
     if path is None:
         raise ConfigError("give a dump path, or gdb=HOST:PORT or qmp=SOCKET")
-    return load_machine(os.fspath(path), opts, cpu=cpu)
+    return load_machine(os.fspath(path), opts, cpu=cpu, guest_physical=guest_physical)

@@ -99,10 +99,12 @@ def rule_of(name: str) -> RootRule:
 
 
 def configure(
-    opened: Opened, image: str, opts: dict[str, Any]
+    opened: Opened, image: str, opts: dict[str, Any], *, guest_physical: bool = False
 ) -> tuple[PagingMode, tuple[int, ...], list[str]]:
     """The configured mode, its roots and why they were chosen, from ``opts`` over what the
-    image says (see :func:`pagewalk.machine.load_machine` for ``opts``).
+    image says (see :func:`pagewalk.machine.load_machine` for ``opts``). With
+    ``guest_physical`` the roots are a guest's (stage 2 translates them), so they are not
+    looked for in the image.
 
     Raises:
         ConfigError: missing mode or root, options that do not fit the mode, or values wider
@@ -135,7 +137,8 @@ def configure(
     regs = {**saved_regs, **{k: parse_int(v, f"--{k}") for k, v in given.items()}}
     mode = make_mode(name, **_mode_kwargs(regs), strict=strict)
     roots = _roots(mode, rule, regs, stored_roots)
-    _check_roots(opened.mem, mode, roots, image)
+    if not guest_physical:
+        _check_roots(opened.mem, mode, roots, image)
     return mode, roots, why
 
 

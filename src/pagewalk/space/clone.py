@@ -79,7 +79,7 @@ class Cloner:
         raws = self.tables.slice(root, 0, top.entries)
         for i, act in enumerate(acts):
             raw = int(raws[i])
-            if act == COPY and raw & 1:
+            if act == COPY and raw & self.tables.mode.present_mask:
                 entry = self.tables.mode.decode(raw, top)
                 if entry.kind is EntryKind.TABLE and entry.fault is None:
                     yield (entry.address, 1, 0, 0, 0)
@@ -158,7 +158,7 @@ class Cloner:
             level = half.levels[li]
             raws = tables.slice(table, 0, level.entries)
             if li < last:
-                valid = np.flatnonzero(raws & np.uint64(1))
+                valid = np.flatnonzero(raws & np.uint64(mode.present_mask))
                 for i in valid[~mode.np_is_leaf(raws[valid], level)].tolist():
                     old = int(mode.np_address(raws[i : i + 1], level, False)[0])
                     if not tables.mem.is_ram(old, tables.table_bytes):
@@ -180,7 +180,7 @@ class Cloner:
         out = np.zeros(top.entries, dtype=np.uint64)
         for i, act in enumerate(acts):
             raw = int(raws[i])
-            if act == SKIP or not raw & 1:
+            if act == SKIP or not raw & mode.present_mask:
                 continue
             entry = mode.decode(raw, top)
             if entry.kind is EntryKind.TABLE and entry.fault is None:
@@ -204,7 +204,8 @@ class Cloner:
             half = root_half(self.tables.mode, r)
             top = half.levels[0]
             base = table_base(half)
-            if i >= 0 and not self.tables.read(roots[r] + i * self.tables.esize) & 1:
+            present = self.tables.mode.present_mask
+            if i >= 0 and not self.tables.read(roots[r] + i * self.tables.esize) & present:
                 continue  # an empty root entry has nothing below it to free
             indices = range(top.entries) if i < 0 else range(i, i + 1)
             for j in self._prune(roots[r], half, indices):
@@ -227,10 +228,11 @@ class Cloner:
             level, child_level = half.levels[li], half.levels[li + 1]
             first = indices.start if li == 0 else 0
             raws = tables.slice(table, first, len(indices) if li == 0 else level.entries)
-            for j in np.flatnonzero(raws & np.uint64(1)).tolist():
+            present = np.uint64(tables.mode.present_mask)
+            for j in np.flatnonzero(raws & present).tolist():
                 entry_pa = table + (first + j) * tables.esize
                 raw = tables.read(entry_pa)  # fresh: a table loop may have cleared it since
-                if not raw & 1:
+                if not raw & tables.mode.present_mask:
                     continue
                 entry = mode.decode(raw, level)
                 if entry.kind is not EntryKind.TABLE or entry.fault is not None:
@@ -238,7 +240,7 @@ class Cloner:
                 before = freed[0]
                 yield (entry.address, li + 1, 0, 0, 0)
                 children = tables.slice(entry.address, 0, child_level.entries)
-                if entry.address in own.owned and not (children & np.uint64(1)).any():
+                if entry.address in own.owned and not (children & present).any():
                     tables.write(entry_pa, 0)
                     own.free(entry.address)
                     freed[0] += 1

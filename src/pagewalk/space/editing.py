@@ -32,7 +32,7 @@ def unmap_visit(op: RangeOp, span: Span) -> Iterator[Span]:
     shift, size = level.shift, level.span
     i0, i1 = (lo - tbase) >> shift, (hi - 1 - tbase) >> shift
     raws = tables.slice(table, i0, i1 - i0 + 1)
-    valid = (raws & np.uint64(1)) != 0
+    valid = (raws & np.uint64(tables.mode.present_mask)) != 0
     if li == op.last:
         if not op.plan and valid.any():
             _record(op, level, tbase + (i0 << shift), raws, valid)
@@ -62,7 +62,8 @@ def unmap_visit(op: RangeOp, span: Span) -> Iterator[Span]:
 def _drop_if_empty(op: RangeOp, table: int, li: int, i: int, child: int) -> None:
     n = op.half.levels[li + 1].entries
     tables = op.tables
-    if child in op.own.owned and not (tables.slice(child, 0, n) & np.uint64(1)).any():
+    present = np.uint64(tables.mode.present_mask)
+    if child in op.own.owned and not (tables.slice(child, 0, n) & present).any():
         tables.write(table + i * tables.esize, 0)
         op.own.free(child)
         op.tables_freed = True
@@ -88,7 +89,7 @@ def protect_visit(op: RangeOp, span: Span) -> Iterator[Span]:
     shift, size = level.shift, level.span
     i0, i1 = (lo - tbase) >> shift, (hi - 1 - tbase) >> shift
     raws = tables.slice(table, i0, i1 - i0 + 1)
-    holes = np.flatnonzero((raws & np.uint64(1)) == 0)
+    holes = np.flatnonzero((raws & np.uint64(mode.present_mask)) == 0)
     if holes.size:
         hole = max(lo, tbase + ((i0 + int(holes[0])) << shift))
         raise NotMappedError(f"VA {hx(hole)} is not mapped ({op.op} needs it)", va=hole)

@@ -46,7 +46,7 @@ def map_visit(op: RangeOp, span: Span) -> Iterator[Span]:
         if full and level.leaf_size in op.sizes and (e_lo + op.delta) % span_size == 0:
             k = i1 if hi >= tbase + ((i1 + 1) << shift) else i1 - 1
             if raws is not None:
-                hits = np.flatnonzero(raws[i - i0 : k - i0 + 1] & np.uint64(1))
+                hits = np.flatnonzero(raws[i - i0 : k - i0 + 1] & np.uint64(mode.present_mask))
                 if hits.size:
                     j = i + int(hits[0])
                     _refuse(op, tbase + (j << shift), level, table, j, int(raws[j - i0]))
@@ -65,7 +65,7 @@ def map_visit(op: RangeOp, span: Span) -> Iterator[Span]:
                 f"{', '.join(hx(s) for s in sorted(op.sizes))}"
             )
         if li == last - 1 and full and levels[last].leaf_size in op.sizes:
-            k = _fresh_run(raws, i, i0, i1, hi - tbase, shift)
+            k = _fresh_run(raws, i, i0, i1, hi - tbase, shift, mode.present_mask)
             if k >= i:
                 _fill_leaf_tables(op, table, li, i, k, e_lo)
                 i = k + 1
@@ -73,12 +73,14 @@ def map_visit(op: RangeOp, span: Span) -> Iterator[Span]:
         raw = int(raws[i - i0]) if raws is not None else 0
         child = _map_child(op, table, level, i, raw, s_lo)
         yield (child, li + 1, e_lo, s_lo, s_hi)
-        if not op.plan and not raw & 1 and table is not None and child is not None:
+        if not op.plan and not raw & mode.present_mask and table is not None and child is not None:
             tables.write(table + i * tables.esize, mode.encode_table(child, level, op.perm))
         i += 1
 
 
-def _fresh_run(raws: U64Array | None, i: int, i0: int, i1: int, hi: int, shift: int) -> int:
+def _fresh_run(
+    raws: U64Array | None, i: int, i0: int, i1: int, hi: int, shift: int, present: int
+) -> int:
     """The last index of the run from ``i`` of fully covered, still invalid entries.
 
     ``hi`` is the request's end relative to the table's base. Returns ``i - 1`` if none.
@@ -86,7 +88,7 @@ def _fresh_run(raws: U64Array | None, i: int, i0: int, i1: int, hi: int, shift: 
     k = i1 if hi >= (i1 + 1) << shift else i1 - 1
     if raws is None or k < i:
         return k
-    hits = np.flatnonzero(raws[i - i0 : k - i0 + 1] & np.uint64(1))
+    hits = np.flatnonzero(raws[i - i0 : k - i0 + 1] & np.uint64(present))
     return k if not hits.size else i + int(hits[0]) - 1
 
 
@@ -124,7 +126,7 @@ def _map_child(
 
     ``s_lo`` is the first VA of the request under this entry, which errors name.
     """
-    if raw & 1:
+    if raw & op.tables.mode.present_mask:
         assert table is not None
         mode, esize = op.tables.mode, op.tables.esize
         entry = mode.decode(raw, level)

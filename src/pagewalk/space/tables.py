@@ -103,6 +103,6 @@ class Tables:
     def child_tables(self, table: int, level: Level) -> list[int]:
         """The PAs that the valid non-leaf entries of ``table`` (at ``level``) point to."""
         raws = self.slice(table, 0, level.entries)
-        valid = raws[(raws & np.uint64(1)) != 0]
+        valid = raws[(raws & np.uint64(self.mode.present_mask)) != 0]
         tables = valid[~self.mode.np_is_leaf(valid, level)]
         return [int(pa) for pa in self.mode.np_address(tables, level, False).tolist()]
