@@ -71,14 +71,14 @@ HEX_KEYS = frozenset(
 )  # fmt: skip
 
 
-def hexed(data: Any, key: str | None = None) -> Any:
-    """``data`` with the numbers under :data:`HEX_KEYS` (at any depth, in lists too) as
-    ``"0x..."`` strings; booleans, null and other keys as they are."""
+def hexed(data: Any, key: str | None = None, keys: frozenset[str] = HEX_KEYS) -> Any:
+    """``data`` with the numbers under ``keys`` (default :data:`HEX_KEYS`; at any depth, in
+    lists too) as ``"0x..."`` strings; booleans, null and other keys as they are."""
     if isinstance(data, dict):
-        return {k: hexed(v, k) for k, v in data.items()}
+        return {k: hexed(v, k, keys) for k, v in data.items()}
     if isinstance(data, list):
-        return [hexed(v, key) for v in data]
-    if key in HEX_KEYS and isinstance(data, int) and not isinstance(data, bool):
+        return [hexed(v, key, keys) for v in data]
+    if key in keys and isinstance(data, int) and not isinstance(data, bool):
         return hx(data)
     return data
 

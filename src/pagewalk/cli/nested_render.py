@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pagewalk.cli.common import console, emit_json
+from pagewalk.cli.common import console, emit_json, hexed
 from pagewalk.cli.writers import memtype_text, size_text
 from pagewalk.enumerate_runs import EnumStats
 from pagewalk.errors import LimitError, hx
@@ -35,15 +35,9 @@ NESTED_HEX_KEYS = frozenset(
 )  # fmt: skip
 
 
-def hex_nested(data: Any, key: str | None = None) -> Any:
+def hex_nested(data: Any) -> Any:
     """``data`` with the numbers under :data:`NESTED_HEX_KEYS` as ``"0x..."`` text."""
-    if isinstance(data, dict):
-        return {k: hex_nested(v, k) for k, v in data.items()}
-    if isinstance(data, list):
-        return [hex_nested(v, key) for v in data]
-    if key in NESTED_HEX_KEYS and isinstance(data, int) and not isinstance(data, bool):
-        return hx(data)
-    return data
+    return hexed(data, keys=NESTED_HEX_KEYS)
 
 
 def _rights(r: Rights | None) -> str | None:
