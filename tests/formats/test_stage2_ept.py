@@ -90,6 +90,11 @@ def test_not_present_and_exec_only_support() -> None:
     # with mode-based execute control, bit 10 alone makes an entry present
     mb = EptMode(mbec=True)
     assert mb.decode(0x5000 | UX | WB, lv(mb, 1)).kind is EntryKind.LEAF
+    # ...and is no execute-only entry: only bits 2:0 = 100b are one (SDM §29.3.3.1), so a CPU
+    # without execute-only support still takes bits 2:0 = 000b with bit 10 set
+    mb_no_xo = EptMode(mbec=True, exec_only=False)
+    e = mb_no_xo.decode(0x5000 | UX | WB, lv(mb_no_xo, 1))
+    assert (e.kind, e.fault) == (EntryKind.LEAF, None)
 
 
 def test_permissions_and_ad() -> None:

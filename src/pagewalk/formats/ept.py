@@ -41,6 +41,7 @@ from pagewalk.formats.base import (
     Rights,
     U64Array,
 )
+from pagewalk.formats.model import np_leaf_by_bit
 from pagewalk.formats.x86_bits import bits
 
 R = 1 << 0
@@ -166,7 +167,7 @@ class EptMode(PagingMode):
         rwx = raw & 7
         if rwx & W and not rwx & R:
             return f"EPT misconfiguration: bits 2:0 = {rwx:03b}b (write without read)"
-        if not rwx & R and not rwx & W and not self.exec_only:
+        if rwx == X and not self.exec_only:  # 000b with bit 10 under MBEC is not 100b
             return "EPT misconfiguration: execute-only (bits 2:0 = 100b) is not supported"
         high = raw & self._high
         if high:
@@ -268,11 +269,7 @@ class EptMode(PagingMode):
         return MT_MASK | IPAT
 
     def np_is_leaf(self, raws: U64Array, level: Level) -> BoolArray:
-        if level.depth == 0:
-            return np.ones(raws.shape, dtype=np.bool_)
-        if not level.leaf_size:
-            return np.zeros(raws.shape, dtype=np.bool_)
-        return np.asarray((raws & np.uint64(PS)) != 0, dtype=np.bool_)
+        return np_leaf_by_bit(raws, level, PS, leaf_if_set=True)
 
     def address_mask(self, level: Level, leaf: bool) -> int:
         return self._addr & ~(level.leaf_size - 1) if leaf else self._addr
