@@ -74,6 +74,7 @@ from pagewalk.formats.base import (
     Rights,
     U64Array,
 )
+from pagewalk.formats.model import np_leaf_by_bit
 
 
 class AArch64Mode(PagingMode):
@@ -304,11 +305,7 @@ class AArch64Mode(PagingMode):
         return (7 << 2) | (0 if self._granule(level).sh_is_address else 3 << 8)
 
     def np_is_leaf(self, raws: U64Array, level: Level) -> BoolArray:
-        if level.number == 3:
-            return np.ones(raws.shape, dtype=np.bool_)
-        if not level.leaf_size:  # a block where none may stand is invalid, not a leaf (D8.3)
-            return np.zeros(raws.shape, dtype=np.bool_)
-        return np.asarray((raws & np.uint64(TYPE)) == 0, dtype=np.bool_)
+        return np_leaf_by_bit(raws, level, TYPE, leaf_if_set=False)
 
     def address_mask(self, level: Level, leaf: bool) -> int:
         # Bits above the output size are address bits too, but setting them is an Address

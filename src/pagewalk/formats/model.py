@@ -298,3 +298,14 @@ class ArchFacts:
     table_accessed: bool = False
     va_bits: int = 64
     stage: int = 1
+
+
+def np_leaf_by_bit(raws: U64Array, level: Level, bit: int, *, leaf_if_set: bool) -> BoolArray:
+    """Which valid entries ``raws`` at ``level`` are leaves, where one bit tells (x86 and EPT
+    PS set: Intel SDM vol. 3A §4.5, vol. 3C §29.3; Arm descriptor type bit clear: Arm ARM
+    D8.3): every entry of the last level is a leaf, none of a level without leaf sizes."""
+    if level.depth == 0:
+        return np.ones(raws.shape, dtype=np.bool_)
+    if not level.leaf_size:  # a large page or block where none may stand is no leaf
+        return np.zeros(raws.shape, dtype=np.bool_)
+    return np.asarray(((raws & np.uint64(bit)) != 0) == leaf_if_set, dtype=np.bool_)

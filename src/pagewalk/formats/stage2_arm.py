@@ -41,6 +41,7 @@ from pagewalk.formats.base import (
     Rights,
     U64Array,
 )
+from pagewalk.formats.model import np_leaf_by_bit
 from pagewalk.formats.x86_bits import bits
 
 S2AP_R = 1 << 6
@@ -267,11 +268,7 @@ class ArmStage2Mode(PagingMode):
         return (0xF << 2) | (3 << 8)
 
     def np_is_leaf(self, raws: U64Array, level: Level) -> BoolArray:
-        if level.number == 3:
-            return np.ones(raws.shape, dtype=np.bool_)
-        if not level.leaf_size:
-            return np.zeros(raws.shape, dtype=np.bool_)
-        return np.asarray((raws & np.uint64(TYPE)) == 0, dtype=np.bool_)
+        return np_leaf_by_bit(raws, level, TYPE, leaf_if_set=False)
 
     def address_mask(self, level: Level, leaf: bool) -> int:
         low = level.leaf_size if leaf else self.page_size

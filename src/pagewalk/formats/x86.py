@@ -36,6 +36,7 @@ from pagewalk.formats.base import (
     Rights,
     U64Array,
 )
+from pagewalk.formats.model import np_leaf_by_bit
 from pagewalk.formats.x86_bits import (
     _PAT_TYPES,
     _WANTED_PAT,
@@ -349,11 +350,7 @@ class X86Mode(PagingMode):
         return PWT | PCD | (PAT_PTE if level.depth == 0 else PAT_LARGE)
 
     def np_is_leaf(self, raws: U64Array, level: Level) -> BoolArray:
-        if level.depth == 0:
-            return np.ones(raws.shape, dtype=np.bool_)
-        if not level.leaf_size:
-            return np.zeros(raws.shape, dtype=np.bool_)
-        return np.asarray((raws & np.uint64(PS)) != 0, dtype=np.bool_)
+        return np_leaf_by_bit(raws, level, PS, leaf_if_set=True)
 
     def address_mask(self, level: Level, leaf: bool) -> int:
         if not leaf:
